@@ -1,0 +1,211 @@
+//! Tensors to and from `NDArray` messages. An `NDArray` holds the bytes of a .npy v1.0 file,
+//! exactly what numpy's `np.save(allow_pickle=False)` writes, as Clara and NVFlare do: any
+//! protobuf library plus numpy can read fedsim's models.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use ndarray::{ArrayBase, ArrayD, Data, Dimension};
+use ndarray_npy::npy::header::Header;
+use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WritableElement};
+
+use super::pb::NDArray;
+
+/// Why an `NDArray` could not become an array.
+#[derive(Debug, thiserror::Error)]
+pub enum NumprotoError {
+    /// The bytes are not a valid .npy file of the requested element type.
+    #[error("invalid .npy payload: {0}")]
+    Npy(#[from] ReadNpyError),
+    /// The .npy header names a dtype fedsim does not carry.
+    #[error("unsupported dtype {0}")]
+    UnsupportedDtype(String),
+}
+
+/// Encodes an array of any rank and layout as an `NDArray`.
+///
+/// The header is laid out exactly as numpy 1.x/2.x's `np.save` lays it out (the trailing
+/// `", "` before `}`, the spaces that leave room for the shape to grow, 64-byte alignment),
+/// so fedsim's bytes equal numpy's for the same C- or Fortran-order array. The data bytes are
+/// written by ndarray-npy.
+pub fn ndarray_to_proto<A, S, D>(array: &ArrayBase<S, D>) -> NDArray
+where
+    A: WritableElement + Clone,
+    S: Data<Elem = A>,
+    D: Dimension,
+{
+    let fortran = !array.is_standard_layout() && array.t().is_standard_layout();
+    let standard;
+    let data = match array.as_slice_memory_order() {
+        Some(s) if array.is_standard_layout() || fortran => s,
+        _ => {
+            standard = array.as_standard_layout();
+            standard
+                .as_slice_memory_order()
+                .expect("standard layout is contiguous")
+        }
+    };
+    let descr = A::type_descriptor().to_string();
+    let mut buf = npy_header(&descr, fortran, array.shape());
+    buf.reserve(std::mem::size_of_val(data));
+    A::write_slice(data, &mut buf)
+        .expect("writing .npy data to a Vec cannot fail for the supported element types");
+    NDArray {
+        ndarray: Bytes::from(buf),
+    }
+}
+
+/// numpy's .npy v1.0 header: magic, version, length, the dict, padding, newline.
+fn npy_header(descr: &str, fortran: bool, shape: &[usize]) -> Vec<u8> {
+    use std::fmt::Write as _;
+    // numpy leaves room for the growth axis (first for C order, last for Fortran) to reach
+    // 21 digits, so a file can be appended to in place.
+    const GROWTH_AXIS_MAX_DIGITS: usize = 21;
+    const ALIGN: usize = 64;
+    let mut dict = String::with_capacity(128);
+    let order = if fortran { "True" } else { "False" };
+    let _ = write!(
+        dict,
+        "{{'descr': {descr}, 'fortran_order': {order}, 'shape': ("
+    );
+    for (i, n) in shape.iter().enumerate() {
+        if i > 0 {
+            dict.push_str(", ");
+        }
+        let _ = write!(dict, "{n}");
+    }
+    if shape.len() == 1 {
+        dict.push(',');
+    }
+    dict.push_str("), }");
+    let growth = if fortran { shape.last() } else { shape.first() };
+    if let Some(n) = growth {
+        let digits = n.to_string().len();
+        dict.extend(std::iter::repeat_n(
+            ' ',
+            GROWTH_AXIS_MAX_DIGITS.saturating_sub(digits),
+        ));
+    }
+    let hlen = dict.len() + 1;
+    let pad = ALIGN - ((6 + 2 + 2 + hlen) % ALIGN);
+    let mut out = Vec::with_capacity(10 + hlen + pad);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&((hlen + pad) as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.extend(std::iter::repeat_n(b' ', pad));
+    out.push(b'\n');
+    out
+}
+
+/// Decodes an `NDArray` into an array of element type `A`. A dtype other than `A`'s, a
+/// truncated buffer or garbage gives an error, never a panic.
+pub fn proto_to_ndarray<A: ReadableElement>(nd: &NDArray) -> Result<ArrayD<A>, NumprotoError> {
+    Ok(ArrayD::<A>::read_npy(Cursor::new(&nd.ndarray[..]))?)
+}
+
+/// An array whose element type is known only at run time, as read from a .npy header.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tensor {
+    /// numpy `float32`.
+    F32(ArrayD<f32>),
+    /// numpy `float64`.
+    F64(ArrayD<f64>),
+    /// numpy `int32`.
+    I32(ArrayD<i32>),
+    /// numpy `int64`.
+    I64(ArrayD<i64>),
+    /// numpy `uint8`.
+    U8(ArrayD<u8>),
+}
+
+impl Tensor {
+    /// Encodes the tensor as an `NDArray`.
+    pub fn to_proto(&self) -> NDArray {
+        match self {
+            Tensor::F32(a) => ndarray_to_proto(a),
+            Tensor::F64(a) => ndarray_to_proto(a),
+            Tensor::I32(a) => ndarray_to_proto(a),
+            Tensor::I64(a) => ndarray_to_proto(a),
+            Tensor::U8(a) => ndarray_to_proto(a),
+        }
+    }
+
+    /// Decodes an `NDArray` of any supported dtype, in either byte order.
+    pub fn from_proto(nd: &NDArray) -> Result<Self, NumprotoError> {
+        let header = Header::from_reader(&mut Cursor::new(&nd.ndarray[..]))
+            .map_err(|e| NumprotoError::Npy(ReadNpyError::from(e)))?;
+        let descr = header.type_descriptor.to_string();
+        let kind = descr.trim_matches(|c| c == '\'' || c == '"');
+        let kind = kind.trim_start_matches(['<', '>', '|', '=']);
+        Ok(match kind {
+            "f4" => Tensor::F32(proto_to_ndarray(nd)?),
+            "f8" => Tensor::F64(proto_to_ndarray(nd)?),
+            "i4" => Tensor::I32(proto_to_ndarray(nd)?),
+            "i8" => Tensor::I64(proto_to_ndarray(nd)?),
+            "u1" => Tensor::U8(proto_to_ndarray(nd)?),
+            _ => return Err(NumprotoError::UnsupportedDtype(descr)),
+        })
+    }
+
+    /// The array's shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Tensor::F32(a) => a.shape(),
+            Tensor::F64(a) => a.shape(),
+            Tensor::I32(a) => a.shape(),
+            Tensor::I64(a) => a.shape(),
+            Tensor::U8(a) => a.shape(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{arr0, array, Array, IxDyn};
+
+    #[test]
+    fn f32_round_trip_keeps_values_and_shape() {
+        let a = array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn();
+        let back: ArrayD<f32> = proto_to_ndarray(&ndarray_to_proto(&a)).unwrap();
+        assert_eq!(back, a);
+    }
+
+    #[test]
+    fn zero_d_and_empty_arrays_round_trip() {
+        let z = arr0(2.5f64).into_dyn();
+        assert_eq!(proto_to_ndarray::<f64>(&ndarray_to_proto(&z)).unwrap(), z);
+        let e = Array::<i64, _>::zeros(IxDyn(&[0, 3]));
+        assert_eq!(proto_to_ndarray::<i64>(&ndarray_to_proto(&e)).unwrap(), e);
+    }
+
+    #[test]
+    fn wrong_dtype_is_an_error() {
+        let nd = ndarray_to_proto(&array![1i32, 2]);
+        assert!(proto_to_ndarray::<f32>(&nd).is_err());
+        assert!(matches!(Tensor::from_proto(&nd).unwrap(), Tensor::I32(_)));
+    }
+
+    #[test]
+    fn truncated_and_garbage_bytes_are_errors() {
+        let nd = ndarray_to_proto(&array![[1.0f32, 2.0], [3.0, 4.0]]);
+        for cut in [0, 5, 10, nd.ndarray.len() - 1] {
+            let bad = NDArray {
+                ndarray: nd.ndarray.slice(..cut),
+            };
+            assert!(proto_to_ndarray::<f32>(&bad).is_err(), "cut at {cut}");
+            assert!(Tensor::from_proto(&bad).is_err(), "cut at {cut}");
+        }
+        let junk = NDArray {
+            ndarray: Bytes::from_static(b"\x93NUMPY\x01\x00\xff\xffgarbage"),
+        };
+        assert!(Tensor::from_proto(&junk).is_err());
+    }
+
+    #[test]
+    fn unsupported_dtype_is_named() {
+        let nd = ndarray_to_proto(&array![1i16, 2]);
+        let err = Tensor::from_proto(&nd).unwrap_err();
+        assert!(err.to_string().contains("i2"), "{err}");
+    }
+}

@@ -1,0 +1,59 @@
+//! `ModelTransformer`: what happens to a model on its way onto the wire and back. Clara chains
+//! these (compress, encrypt, ...) on both ends; `decode` undoes `encode`.
+
+use super::error::FLCommunicationError;
+use super::pb::ModelData;
+
+/// One reversible step applied to every model that crosses the wire.
+///
+/// `encode` takes `&mut self` because some steps keep state between messages (the encryptor
+/// draws a fresh nonce per message from its seeded stream). Each actor owns its own chain.
+pub trait ModelTransformer: Send {
+    /// A short name for logs and benchmark labels, for example `"gzip"`.
+    fn name(&self) -> &str;
+
+    /// Transforms a model for sending.
+    fn encode(&mut self, model: ModelData) -> Result<ModelData, FLCommunicationError>;
+
+    /// Undoes [`encode`](Self::encode). Bytes that were damaged or forged give an error.
+    fn decode(&mut self, model: ModelData) -> Result<ModelData, FLCommunicationError>;
+}
+
+/// Transformers applied in order on encode and in reverse order on decode, itself a
+/// transformer. The empty chain passes models through unchanged.
+#[derive(Default)]
+pub struct TransformChain {
+    steps: Vec<Box<dyn ModelTransformer>>,
+}
+
+impl TransformChain {
+    /// A chain of the given steps, first applied first.
+    pub fn new(steps: Vec<Box<dyn ModelTransformer>>) -> Self {
+        TransformChain { steps }
+    }
+
+    /// True when the chain does nothing.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+impl ModelTransformer for TransformChain {
+    fn name(&self) -> &str {
+        "chain"
+    }
+
+    fn encode(&mut self, mut model: ModelData) -> Result<ModelData, FLCommunicationError> {
+        for step in &mut self.steps {
+            model = step.encode(model)?;
+        }
+        Ok(model)
+    }
+
+    fn decode(&mut self, mut model: ModelData) -> Result<ModelData, FLCommunicationError> {
+        for step in self.steps.iter_mut().rev() {
+            model = step.decode(model)?;
+        }
+        Ok(model)
+    }
+}
