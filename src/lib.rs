@@ -5,5 +5,17 @@
 //!
 //! - [`fed_learn`]: the protocol itself (messages, events, contexts, transformers, the .npy
 //!   tensor codec). It knows nothing of the simulation.
+//! - [`rng`]: seeded random streams keyed by (seed, purpose, client, round).
+//! - [`dist`]: fixed-or-drawn parameters (uniform, normal, lognormal, exponential).
+//! - [`learn`]: synthetic data generators and the models clients train.
+//! - [`aggregate`]: server strategies (FedAvg, FedAvgM) behind the `Aggregator` trait.
+//! - [`sim`]: the engine: server and client tasks, the network, virtual time, events.
 
+pub mod aggregate;
+pub mod dist;
 pub mod fed_learn;
+pub mod learn;
+pub mod rng;
+pub mod sim;
+
+pub use sim::{RunResult, SimConfig, Simulation};

@@ -7,6 +7,7 @@ pub mod encrypt;
 pub mod error;
 pub mod event;
 pub mod message;
+mod npy_fast;
 pub mod numproto;
 pub mod transform;
 
@@ -26,5 +27,6 @@ pub use encrypt::ModelEncryptor;
 pub use error::{FLAdminError, FLCommunicationError};
 pub use event::EventType;
 pub use message::{error_reply, ok_reply, Message, MessageIds, MsgHeader, ReturnCode};
+pub use npy_fast::NpyElement;
 pub use numproto::{ndarray_to_proto, proto_to_ndarray, NumprotoError, Tensor};
 pub use transform::{ModelTransformer, TransformChain};

@@ -7,8 +7,9 @@ use std::io::Cursor;
 use bytes::Bytes;
 use ndarray::{ArrayBase, ArrayD, Data, Dimension};
 use ndarray_npy::npy::header::Header;
-use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WritableElement};
+use ndarray_npy::{ReadNpyError, ReadNpyExt, WritableElement};
 
+use super::npy_fast::{self, NpyElement};
 use super::pb::NDArray;
 
 /// Why an `NDArray` could not become an array.
@@ -99,7 +100,10 @@ fn npy_header(descr: &str, fortran: bool, shape: &[usize]) -> Vec<u8> {
 
 /// Decodes an `NDArray` into an array of element type `A`. A dtype other than `A`'s, a
 /// truncated buffer or garbage gives an error, never a panic.
-pub fn proto_to_ndarray<A: ReadableElement>(nd: &NDArray) -> Result<ArrayD<A>, NumprotoError> {
+pub fn proto_to_ndarray<A: NpyElement>(nd: &NDArray) -> Result<ArrayD<A>, NumprotoError> {
+    if let Some(a) = npy_fast::read::<A>(&nd.ndarray) {
+        return Ok(a);
+    }
     Ok(ArrayD::<A>::read_npy(Cursor::new(&nd.ndarray[..]))?)
 }
 
@@ -132,9 +136,13 @@ impl Tensor {
 
     /// Decodes an `NDArray` of any supported dtype, in either byte order.
     pub fn from_proto(nd: &NDArray) -> Result<Self, NumprotoError> {
-        let header = Header::from_reader(&mut Cursor::new(&nd.ndarray[..]))
-            .map_err(|e| NumprotoError::Npy(ReadNpyError::from(e)))?;
-        let descr = header.type_descriptor.to_string();
+        let descr = match npy_fast::parse_header(&nd.ndarray) {
+            Some(h) => h.descr.to_string(),
+            None => Header::from_reader(&mut Cursor::new(&nd.ndarray[..]))
+                .map_err(|e| NumprotoError::Npy(ReadNpyError::from(e)))?
+                .type_descriptor
+                .to_string(),
+        };
         let kind = descr.trim_matches(|c| c == '\'' || c == '"');
         let kind = kind.trim_start_matches(['<', '>', '|', '=']);
         Ok(match kind {

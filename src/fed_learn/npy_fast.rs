@@ -1,0 +1,195 @@
+//! A fast reader for the .npy headers numpy writes.
+//!
+//! ndarray-npy parses the header dict with a general Python-literal grammar (pest); on the small
+//! tensors federated clients exchange, that parse cost ~40% of a whole W1 run (measured with
+//! callgrind). This reader understands exactly the dict numpy writes — `descr`, `fortran_order`
+//! and `shape`, in any order — and anything else falls back to ndarray-npy, which also produces
+//! every error message. So this is a shortcut, never a second source of truth.
+
+use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+use ndarray_npy::{ReadableElement, WritableElement};
+
+/// Element types fedsim carries in tensors.
+pub trait NpyElement: ReadableElement + WritableElement + Clone + Copy + 'static {
+    /// The dtype kind and size in a descr, for example `"f4"`.
+    const KIND: &'static str;
+    /// Bytes per element.
+    const SIZE: usize;
+    /// Decodes one little-endian element.
+    fn from_le(b: &[u8]) -> Self;
+    /// Decodes one big-endian element.
+    fn from_be(b: &[u8]) -> Self;
+}
+
+macro_rules! npy_element {
+    ($t:ty, $kind:literal) => {
+        impl NpyElement for $t {
+            const KIND: &'static str = $kind;
+            const SIZE: usize = std::mem::size_of::<$t>();
+            fn from_le(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b.try_into().expect("exact chunk"))
+            }
+            fn from_be(b: &[u8]) -> Self {
+                <$t>::from_be_bytes(b.try_into().expect("exact chunk"))
+            }
+        }
+    };
+}
+npy_element!(f32, "f4");
+npy_element!(f64, "f8");
+npy_element!(i32, "i4");
+npy_element!(i64, "i8");
+npy_element!(u8, "u1");
+
+/// A parsed header and where the data starts.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Header<'a> {
+    pub descr: &'a str,
+    pub fortran: bool,
+    pub shape: Vec<usize>,
+    pub data_at: usize,
+}
+
+/// Parses a numpy-style header, or `None` if it is anything else.
+pub(crate) fn parse_header(b: &[u8]) -> Option<Header<'_>> {
+    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
+        return None;
+    }
+    let (len, start): (usize, usize) = match b[6] {
+        1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
+        2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
+        _ => return None,
+    };
+    let text = std::str::from_utf8(b.get(start..start.checked_add(len)?)?).ok()?;
+    let mut p = Dict {
+        s: text.trim_end().strip_prefix('{')?.trim_start(),
+    };
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    while !p.s.starts_with('}') {
+        let key = p.quoted()?;
+        p.expect(':')?;
+        match key {
+            "descr" => descr = Some(p.quoted()?),
+            "fortran_order" => fortran = Some(p.boolean()?),
+            "shape" => shape = Some(p.tuple()?),
+            _ => return None,
+        }
+        if !p.s.starts_with('}') {
+            p.expect(',')?;
+        }
+    }
+    Some(Header {
+        descr: descr?,
+        fortran: fortran?,
+        shape: shape?,
+        data_at: start + len,
+    })
+}
+
+/// A cursor over the dict text.
+struct Dict<'a> {
+    s: &'a str,
+}
+
+impl<'a> Dict<'a> {
+    fn expect(&mut self, c: char) -> Option<()> {
+        self.s = self.s.strip_prefix(c)?.trim_start();
+        Some(())
+    }
+
+    fn quoted(&mut self) -> Option<&'a str> {
+        let q = self.s.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+        let rest = &self.s[1..];
+        let end = rest.find(q)?;
+        self.s = rest[end + 1..].trim_start();
+        Some(&rest[..end])
+    }
+
+    fn boolean(&mut self) -> Option<bool> {
+        for (word, v) in [("True", true), ("False", false)] {
+            if let Some(rest) = self.s.strip_prefix(word) {
+                self.s = rest.trim_start();
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn tuple(&mut self) -> Option<Vec<usize>> {
+        self.expect('(')?;
+        let end = self.s.find(')')?;
+        let dims = self.s[..end]
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| d.parse().ok())
+            .collect::<Option<Vec<usize>>>()?;
+        self.s = self.s[end + 1..].trim_start();
+        Some(dims)
+    }
+}
+
+/// Decodes `b` as an array of `A` if it is a well-formed numpy file of that dtype; `None`
+/// sends the caller to the full reader.
+pub(crate) fn read<A: NpyElement>(b: &[u8]) -> Option<ArrayD<A>> {
+    let h = parse_header(b)?;
+    let (order, kind) = h.descr.split_at(1);
+    if kind != A::KIND {
+        return None;
+    }
+    let little = match order {
+        "<" => true,
+        ">" => false,
+        "|" if A::SIZE == 1 => true,
+        "=" => cfg!(target_endian = "little"),
+        _ => return None,
+    };
+    let n = h
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))?;
+    let data = b.get(h.data_at..)?;
+    if data.len() != n.checked_mul(A::SIZE)? {
+        return None;
+    }
+    let v: Vec<A> = if little {
+        data.chunks_exact(A::SIZE).map(A::from_le).collect()
+    } else {
+        data.chunks_exact(A::SIZE).map(A::from_be).collect()
+    };
+    ArrayD::from_shape_vec(IxDyn(&h.shape).set_f(h.fortran), v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_numpy_headers_in_any_key_order() {
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        let dict = b"{'shape': (2, 3), 'fortran_order': True, 'descr': '<f4', }   \n";
+        b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        b.extend_from_slice(dict);
+        let h = parse_header(&b).unwrap();
+        assert_eq!(
+            h,
+            Header {
+                descr: "<f4",
+                fortran: true,
+                shape: vec![2, 3],
+                data_at: b.len()
+            }
+        );
+    }
+
+    #[test]
+    fn odd_headers_are_left_to_the_full_reader() {
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        let dict = b"{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }\n";
+        b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        b.extend_from_slice(dict);
+        assert!(parse_header(&b).is_none());
+        assert!(parse_header(b"\x93NUMPY\x01").is_none());
+        assert!(read::<f32>(b"garbage").is_none());
+    }
+}

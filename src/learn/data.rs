@@ -1,0 +1,450 @@
+//! Synthetic federated data: each client's samples are generated lazily from its own seeded
+//! streams, so a client's data never depends on how many other clients exist or which of them
+//! trained first.
+//!
+//! Generators:
+//! - **W1** (../shared/BENCHMARKS.md): a global `W_true ~ N(0,1)`; client k labels with
+//!   `w_k = W_true + noise·N(0,1)` and shifts its features by `m_k ~ N(0,1)`; `y = argmax(x·w_k)`.
+//! - **Synthetic(α, β)** of the FedProx paper (Li et al., 2020): `u_k ~ N(0,α)`,
+//!   `W_k, b_k ~ N(u_k,1)`, `B_k ~ N(0,β)`, `v_k ~ N(B_k,1)`, `x ~ N(v_k, Σ)` with
+//!   `Σ_jj = j^-1.2`, `y = argmax(W_k·x + b_k)`.
+//! - **Regression**: `y = x·w_k + b_k + 0.1·N(0,1)` with `w_k` near a global `w_true`, for the
+//!   linear-regression model.
+
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rand::Rng;
+use rand_distr::{Distribution, Gamma, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::dist::Dist;
+use crate::rng::{self, Stream, NONE};
+
+/// What a dataset's targets are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// Class indices, for classification.
+    Classes(Vec<u32>),
+    /// Real values, for regression.
+    Values(Vec<f32>),
+}
+
+impl Targets {
+    /// The number of targets.
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Classes(c) => c.len(),
+            Targets::Values(v) => v.len(),
+        }
+    }
+
+    /// True when there are no targets.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Features (one row per sample) and their targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Features, samples × features.
+    pub x: Array2<f32>,
+    /// One target per row of `x`.
+    pub y: Targets,
+}
+
+impl Dataset {
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.x.nrows()
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows `range` as a view, with their targets.
+    pub fn rows(&self, start: usize, end: usize) -> (ArrayView2<'_, f32>, TargetsView<'_>) {
+        let x = self.x.slice(ndarray::s![start..end, ..]);
+        let y = match &self.y {
+            Targets::Classes(c) => TargetsView::Classes(&c[start..end]),
+            Targets::Values(v) => TargetsView::Values(&v[start..end]),
+        };
+        (x, y)
+    }
+
+    /// Concatenates datasets of the same kind.
+    pub fn concat(parts: &[Dataset]) -> Dataset {
+        let views: Vec<_> = parts.iter().map(|d| d.x.view()).collect();
+        let x = ndarray::concatenate(Axis(0), &views).expect("same feature count");
+        let y = match parts.first().map(|p| &p.y) {
+            Some(Targets::Values(_)) => Targets::Values(
+                parts
+                    .iter()
+                    .flat_map(|p| match &p.y {
+                        Targets::Values(v) => v.clone(),
+                        Targets::Classes(_) => vec![],
+                    })
+                    .collect(),
+            ),
+            _ => Targets::Classes(
+                parts
+                    .iter()
+                    .flat_map(|p| match &p.y {
+                        Targets::Classes(c) => c.clone(),
+                        Targets::Values(_) => vec![],
+                    })
+                    .collect(),
+            ),
+        };
+        Dataset { x, y }
+    }
+}
+
+/// A borrowed slice of targets.
+#[derive(Debug, Clone, Copy)]
+pub enum TargetsView<'a> {
+    /// Class indices.
+    Classes(&'a [u32]),
+    /// Real values.
+    Values(&'a [f32]),
+}
+
+/// Which synthetic distribution clients draw from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Generator {
+    /// BENCHMARKS.md's W1, with the given spread of each client's labelling matrix (0.3 in W1).
+    W1 {
+        /// Standard deviation of `w_k - W_true`.
+        noise: f64,
+    },
+    /// FedProx's Synthetic(α, β).
+    Synthetic {
+        /// How much clients' models differ.
+        alpha: f64,
+        /// How much clients' features differ.
+        beta: f64,
+    },
+    /// Linear regression targets, for the linear model.
+    Regression {
+        /// Standard deviation of `w_k - w_true`.
+        noise: f64,
+    },
+}
+
+/// Everything needed to generate any client's data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSpec {
+    /// The distribution family.
+    pub generator: Generator,
+    /// Feature count.
+    pub features: usize,
+    /// Class count (ignored for regression).
+    pub classes: usize,
+    /// Samples per client, drawn once per client and rounded (at least 2).
+    pub samples: Dist,
+    /// Share of each client's samples held out as its local test set.
+    pub test_fraction: f64,
+    /// Dirichlet concentration of each client's label mix; `None` keeps the generator's own.
+    pub label_skew: Option<f64>,
+    /// How many clients, spread evenly over the federation, give the server's global test set.
+    pub global_test_clients: usize,
+    /// Samples drawn from each of those clients for the global test set.
+    pub global_test_samples: usize,
+}
+
+impl DataSpec {
+    /// W1 exactly as BENCHMARKS.md defines it: 60 features, 10 classes, 64 samples.
+    pub fn w1() -> Self {
+        DataSpec {
+            generator: Generator::W1 { noise: 0.3 },
+            features: 60,
+            classes: 10,
+            samples: Dist::Fixed(64.0),
+            test_fraction: 0.0,
+            label_skew: None,
+            global_test_clients: 50,
+            global_test_samples: 64,
+        }
+    }
+
+    /// True for classification data.
+    pub fn is_classification(&self) -> bool {
+        !matches!(self.generator, Generator::Regression { .. })
+    }
+}
+
+/// One client's data: what it trains on and what it tests on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientData {
+    /// Local training samples.
+    pub train: Dataset,
+    /// Local held-out samples (may be empty).
+    pub test: Dataset,
+}
+
+/// A client's own distribution: how its features are drawn and labelled.
+struct ClientDist {
+    /// Labelling weights, features × outputs.
+    w: Array2<f32>,
+    /// Labelling bias, one per output.
+    b: Array1<f32>,
+    /// Feature means.
+    mean: Array1<f32>,
+    /// Feature standard deviations.
+    std: Array1<f32>,
+}
+
+impl DataSpec {
+    fn outputs(&self) -> usize {
+        if self.is_classification() {
+            self.classes
+        } else {
+            1
+        }
+    }
+
+    fn client_dist(&self, seed: u64, client: u64) -> ClientDist {
+        let (d, c) = (self.features, self.outputs());
+        let mut r = rng::stream(seed, "client-dist", client, NONE);
+        match self.generator {
+            Generator::W1 { noise } | Generator::Regression { noise } => {
+                let w_true =
+                    normal_matrix(&mut rng::stream(seed, "w-true", NONE, NONE), d, c, 0.0, 1.0);
+                let w = w_true + normal_matrix(&mut r, d, c, 0.0, noise);
+                let m: f64 = r.sample(StandardNormal);
+                ClientDist {
+                    w,
+                    b: Array1::zeros(c),
+                    mean: Array1::from_elem(d, m as f32),
+                    std: Array1::ones(d),
+                }
+            }
+            Generator::Synthetic { alpha, beta } => {
+                let u = normal(&mut r) * alpha.sqrt();
+                let big_b = normal(&mut r) * beta.sqrt();
+                let w = normal_matrix(&mut r, d, c, u, 1.0);
+                let b = Array1::from_shape_fn(c, |_| (u + normal(&mut r)) as f32);
+                let mean = Array1::from_shape_fn(d, |_| (big_b + normal(&mut r)) as f32);
+                let std = Array1::from_shape_fn(d, |j| ((j + 1) as f32).powf(-1.2).sqrt());
+                ClientDist { w, b, mean, std }
+            }
+        }
+    }
+
+    /// How many samples client `client` has.
+    pub fn sample_count(&self, seed: u64, client: u64) -> usize {
+        let mut r = rng::stream(seed, "sample-count", client, NONE);
+        self.samples.sample(&mut r).round().max(2.0) as usize
+    }
+
+    /// Client `client`'s data, generated from its own streams.
+    pub fn client_data(&self, seed: u64, client: u64) -> ClientData {
+        let n = self.sample_count(seed, client);
+        let dist = self.client_dist(seed, client);
+        let mut r = rng::stream(seed, "data", client, NONE);
+        let quotas = self
+            .label_skew
+            .map(|a| self.label_quotas(seed, client, a, n));
+        let all = self.draw(&dist, &mut r, n, quotas);
+        let n_test = ((n as f64) * self.test_fraction).round() as usize;
+        let n_train = n - n_test.min(n - 1);
+        let train = Dataset {
+            x: all.x.slice(ndarray::s![..n_train, ..]).to_owned(),
+            y: slice_targets(&all.y, 0, n_train),
+        };
+        let test = Dataset {
+            x: all.x.slice(ndarray::s![n_train.., ..]).to_owned(),
+            y: slice_targets(&all.y, n_train, n),
+        };
+        ClientData { train, test }
+    }
+
+    /// The server's test set: fresh samples from clients spread evenly over `0..clients`.
+    pub fn global_test(&self, seed: u64, clients: u64) -> Dataset {
+        let k = (self.global_test_clients as u64).clamp(1, clients.max(1));
+        let step = (clients / k).max(1);
+        let parts: Vec<Dataset> = (0..k)
+            .map(|i| {
+                let client = i * step;
+                let dist = self.client_dist(seed, client);
+                let mut r = rng::stream(seed, "global-test", client, NONE);
+                self.draw(&dist, &mut r, self.global_test_samples, None)
+            })
+            .collect();
+        Dataset::concat(&parts)
+    }
+
+    /// Per-class sample counts from a Dirichlet(alpha) label mix.
+    fn label_quotas(&self, seed: u64, client: u64, alpha: f64, n: usize) -> Vec<usize> {
+        let mut r = rng::stream(seed, "label-mix", client, NONE);
+        let gamma = Gamma::new(alpha.max(1e-3), 1.0).expect("positive shape");
+        let g: Vec<f64> = (0..self.classes)
+            .map(|_| gamma.sample(&mut r).max(1e-12))
+            .collect();
+        let total: f64 = g.iter().sum();
+        let mut quotas: Vec<usize> = g
+            .iter()
+            .map(|v| (v / total * n as f64).floor() as usize)
+            .collect();
+        // Largest remainders get the samples that flooring left over.
+        let mut order: Vec<usize> = (0..self.classes).collect();
+        order.sort_by(|&a, &b| {
+            let fa = g[a] / total * n as f64 - quotas[a] as f64;
+            let fb = g[b] / total * n as f64 - quotas[b] as f64;
+            fb.total_cmp(&fa).then(a.cmp(&b))
+        });
+        let missing = n - quotas.iter().sum::<usize>();
+        for &c in order.iter().take(missing) {
+            quotas[c] += 1;
+        }
+        quotas
+    }
+
+    /// Draws `n` samples. With quotas, a sample whose class is full is redrawn, up to 64·n
+    /// tries; after that the remaining rows take whatever class comes (rare classes of a
+    /// client's distribution may be unreachable).
+    fn draw(
+        &self,
+        dist: &ClientDist,
+        r: &mut Stream,
+        n: usize,
+        mut quotas: Option<Vec<usize>>,
+    ) -> Dataset {
+        let d = self.features;
+        let mut x = Array2::<f32>::zeros((n, d));
+        let mut classes = Vec::with_capacity(n);
+        let mut values = Vec::with_capacity(n);
+        let mut row = Array1::<f32>::zeros(d);
+        let mut tries = 0usize;
+        let mut i = 0;
+        while i < n {
+            for j in 0..d {
+                row[j] = dist.mean[j] + dist.std[j] * normal(r) as f32;
+            }
+            let out = row.dot(&dist.w) + &dist.b;
+            if self.is_classification() {
+                let class = argmax(out.as_slice().expect("contiguous"));
+                tries += 1;
+                if let Some(q) = quotas.as_mut() {
+                    if q[class] == 0 && tries < 64 * n {
+                        continue;
+                    }
+                    q[class] = q[class].saturating_sub(1);
+                }
+                classes.push(class as u32);
+            } else {
+                values.push(out[0] + 0.1 * normal(r) as f32);
+            }
+            x.row_mut(i).assign(&row);
+            i += 1;
+        }
+        let y = if self.is_classification() {
+            Targets::Classes(classes)
+        } else {
+            Targets::Values(values)
+        };
+        Dataset { x, y }
+    }
+}
+
+fn slice_targets(y: &Targets, start: usize, end: usize) -> Targets {
+    match y {
+        Targets::Classes(c) => Targets::Classes(c[start..end].to_vec()),
+        Targets::Values(v) => Targets::Values(v[start..end].to_vec()),
+    }
+}
+
+fn normal(r: &mut Stream) -> f64 {
+    r.sample(StandardNormal)
+}
+
+fn normal_matrix(r: &mut Stream, rows: usize, cols: usize, mean: f64, std: f64) -> Array2<f32> {
+    Array2::from_shape_fn((rows, cols), |_| (mean + std * normal(r)) as f32)
+}
+
+/// Index of the largest value; the first one on ties.
+pub(crate) fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_data_is_reproducible_and_per_client() {
+        let spec = DataSpec::w1();
+        let a = spec.client_data(7, 3);
+        assert_eq!(a, spec.client_data(7, 3));
+        assert_ne!(a.train.x, spec.client_data(7, 4).train.x);
+        assert_ne!(a.train.x, spec.client_data(8, 3).train.x);
+        assert_eq!(a.train.len(), 64);
+        assert!(a.test.is_empty());
+    }
+
+    #[test]
+    fn test_fraction_splits_and_sample_counts_vary() {
+        let spec = DataSpec {
+            samples: Dist::Uniform {
+                low: 20.0,
+                high: 200.0,
+            },
+            test_fraction: 0.25,
+            ..DataSpec::w1()
+        };
+        let counts: Vec<usize> = (0..20).map(|c| spec.sample_count(1, c)).collect();
+        assert!(counts.iter().any(|&n| n != counts[0]));
+        let d = spec.client_data(1, 0);
+        assert_eq!(d.train.len() + d.test.len(), counts[0]);
+        assert_eq!(d.test.len(), (counts[0] as f64 * 0.25).round() as usize);
+    }
+
+    #[test]
+    fn dirichlet_skew_concentrates_labels() {
+        let spec = DataSpec {
+            label_skew: Some(0.1),
+            samples: Dist::Fixed(200.0),
+            ..DataSpec::w1()
+        };
+        let d = spec.client_data(1, 2);
+        let Targets::Classes(c) = &d.train.y else {
+            panic!()
+        };
+        let mut counts = [0usize; 10];
+        for &k in c {
+            counts[k as usize] += 1;
+        }
+        let top = *counts.iter().max().unwrap();
+        assert!(
+            top > 100,
+            "alpha=0.1 should make one label dominate: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn synthetic_and_regression_generate() {
+        let syn = DataSpec {
+            generator: Generator::Synthetic {
+                alpha: 1.0,
+                beta: 1.0,
+            },
+            ..DataSpec::w1()
+        };
+        let d = syn.client_data(1, 0);
+        assert_eq!(d.train.x.ncols(), 60);
+        let reg = DataSpec {
+            generator: Generator::Regression { noise: 0.3 },
+            ..DataSpec::w1()
+        };
+        assert!(matches!(reg.client_data(1, 0).train.y, Targets::Values(_)));
+        assert_eq!(reg.global_test(1, 100).len(), 50 * 64);
+    }
+}

@@ -1,0 +1,7 @@
+//! Local learning: synthetic federated data and the models clients train on it.
+
+pub mod data;
+pub mod model;
+
+pub use data::{ClientData, DataSpec, Dataset, Generator, Targets};
+pub use model::{zeros_like, Metrics, ModelKind, Params, TrainConfig};

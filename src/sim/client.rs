@@ -1,0 +1,512 @@
+//! A virtual client task: registers, heartbeats, asks for tasks, trains on its own synthetic
+//! data, submits contributions, takes part in cross-site validation, and suffers whatever
+//! faults the scenario scripts for it.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::config::Profile;
+use super::events::{client_name, Actor, SimEvent};
+use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
+use super::wire::{self, types};
+use crate::fed_learn::pb::{self, ModelData};
+use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, TransformChain};
+use crate::learn::{ClientData, DataSpec, ModelKind, Params, TrainConfig};
+use crate::rng::{self, NONE};
+
+/// What every client shares.
+pub(crate) struct ClientCommon {
+    pub seed: u64,
+    pub model: ModelKind,
+    pub data: DataSpec,
+    pub training: TrainConfig,
+    pub heart_beat_interval: Micros,
+    /// The model's tensors, to check what arrives.
+    pub template: Params,
+    /// More than 1: train on the blocking pool.
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    NotStarted,
+    Active,
+    Dropped,
+}
+
+/// The client task's state.
+pub(crate) struct Client {
+    id: u32,
+    port: Port,
+    ids: MessageIds,
+    chain: TransformChain,
+    common: Arc<ClientCommon>,
+    profile: Profile,
+    state: State,
+    token: Option<String>,
+    /// Bumped by dropouts, so timers set before one are ignored after it.
+    epoch: u64,
+    slow_epoch: u64,
+    data: Option<Arc<ClientData>>,
+    per_sample_us: Option<f64>,
+    best: Option<Params>,
+    pending: Option<Bytes>,
+    late: Option<Micros>,
+    slow: f64,
+}
+
+type Flow = ControlFlow<()>;
+
+impl Client {
+    pub fn new(
+        id: u32,
+        port: Port,
+        chain: TransformChain,
+        common: Arc<ClientCommon>,
+        profile: Profile,
+    ) -> Self {
+        Client {
+            ids: MessageIds::new(rng::stream(common.seed, "client-ids", u64::from(id), NONE)),
+            id,
+            port,
+            chain,
+            common,
+            profile,
+            state: State::NotStarted,
+            token: None,
+            epoch: 0,
+            slow_epoch: 0,
+            data: None,
+            per_sample_us: None,
+            best: None,
+            pending: None,
+            late: None,
+            slow: 1.0,
+        }
+    }
+
+    /// Handles envelopes until the world goes away or the client quits.
+    pub async fn run(mut self) {
+        while let Some(e) = self.port.recv().await {
+            if self.handle(e).await.is_break() {
+                break;
+            }
+        }
+    }
+
+    async fn handle(&mut self, e: Envelope) -> Flow {
+        match e.payload {
+            Payload::Control(c) => return self.on_control(c),
+            Payload::Timer(t) => self.on_timer(t),
+            Payload::Wire { frame, .. } if self.state == State::Active => {
+                return self.on_wire(frame).await
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn emit(
+        &mut self,
+        round: Option<u32>,
+        event: impl Into<super::events::EventName>,
+        detail: super::events::Detail,
+    ) {
+        self.port.emit(round, event, Some(self.id), detail);
+    }
+
+    fn send(&mut self, method: Method, body_type: &str, body: &impl prost::Message) {
+        let msg = wire::request(&mut self.ids, method, body_type, body);
+        let frame = wire::frame(&msg);
+        self.port
+            .send(Actor::Server, 0, Payload::Wire { method, frame });
+    }
+
+    fn state_msg(&self) -> pb::ClientState {
+        pb::ClientState {
+            client_id: client_name(self.id),
+            token: self.token.clone().unwrap_or_default(),
+            status: String::new(),
+        }
+    }
+
+    fn register(&mut self) {
+        let samples = self
+            .common
+            .data
+            .sample_count(self.common.seed, u64::from(self.id));
+        let login = pb::ClientLogin {
+            client_id: client_name(self.id),
+            token: String::new(),
+            num_samples: samples as i64,
+        };
+        self.send(Method::Register, types::LOGIN, &login);
+    }
+
+    fn ask_for_task(&mut self) {
+        let s = self.state_msg();
+        self.send(Method::GetTask, types::STATE, &s);
+    }
+
+    // ---- faults -------------------------------------------------------------------------
+
+    fn on_control(&mut self, c: Control) -> Flow {
+        match c {
+            Control::Start if self.state == State::NotStarted => {
+                self.state = State::Active;
+                self.register();
+            }
+            Control::Dropout { until } if self.state == State::Active => {
+                self.state = State::Dropped;
+                self.epoch += 1;
+                self.pending = None;
+                self.emit(None, SimEvent::DropoutStart, vec![]);
+                if let Some(t) = until {
+                    let delay = t.saturating_sub(self.port.now());
+                    self.port.timer(delay, Timer::DropoutEnd(self.epoch));
+                }
+            }
+            Control::DropoutEnd => self.end_dropout(),
+            Control::Quit => {
+                if self.token.is_some() && self.state != State::NotStarted {
+                    let s = self.state_msg();
+                    self.send(Method::Quit, types::STATE, &s);
+                }
+                return ControlFlow::Break(());
+            }
+            Control::Late { delay } => self.late = Some(delay),
+            Control::Slow { factor, until } => {
+                self.slow = factor;
+                self.slow_epoch += 1;
+                self.emit(
+                    None,
+                    SimEvent::SlowStart,
+                    vec![("what", "device".into()), ("factor", factor.into())],
+                );
+                if let Some(t) = until {
+                    let delay = t.saturating_sub(self.port.now());
+                    self.port.timer(delay, Timer::SlowEnd(self.slow_epoch));
+                }
+            }
+            Control::SlowEnd => self.end_slow(),
+            Control::Crash => {
+                self.emit(None, SimEvent::ClientCrashed, vec![]);
+                // resume_unwind skips the panic hook: a scripted crash prints nothing.
+                std::panic::resume_unwind(Box::new("fedsim: simulated client crash"));
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn end_dropout(&mut self) {
+        if self.state != State::Dropped {
+            return;
+        }
+        self.state = State::Active;
+        self.epoch += 1;
+        self.emit(None, SimEvent::DropoutEnd, vec![]);
+        if self.token.is_some() {
+            self.port.timer(
+                self.common.heart_beat_interval,
+                Timer::Heartbeat(self.epoch),
+            );
+            self.ask_for_task();
+        } else {
+            self.register();
+        }
+    }
+
+    fn end_slow(&mut self) {
+        if self.slow != 1.0 {
+            self.slow = 1.0;
+            self.emit(None, SimEvent::SlowEnd, vec![("what", "device".into())]);
+        }
+    }
+
+    fn on_timer(&mut self, t: Timer) {
+        match t {
+            Timer::Heartbeat(ep)
+                if ep == self.epoch && self.state == State::Active && self.token.is_some() =>
+            {
+                let s = self.state_msg();
+                self.send(Method::Heartbeat, types::STATE, &s);
+                self.port
+                    .timer(self.common.heart_beat_interval, Timer::Heartbeat(ep));
+            }
+            Timer::TrainingDone { epoch, .. }
+                if epoch == self.epoch && self.state == State::Active =>
+            {
+                if let Some(frame) = self.pending.take() {
+                    self.port.send(
+                        Actor::Server,
+                        0,
+                        Payload::Wire {
+                            method: Method::SubmitUpdate,
+                            frame,
+                        },
+                    );
+                }
+                self.ask_for_task();
+            }
+            Timer::DropoutEnd(ep) if ep == self.epoch => self.end_dropout(),
+            Timer::SlowEnd(se) if se == self.slow_epoch => self.end_slow(),
+            _ => {}
+        }
+    }
+
+    // ---- protocol --------------------------------------------------------------------------
+
+    async fn on_wire(&mut self, frame: Bytes) -> Flow {
+        let msg = match wire::unframe(frame) {
+            Ok(m) => m,
+            Err(err) => {
+                self.emit(
+                    None,
+                    SimEvent::MessageCorrupted,
+                    vec![("error", err.to_string().into())],
+                );
+                if self.token.is_some() && self.pending.is_none() {
+                    self.ask_for_task();
+                }
+                return ControlFlow::Continue(());
+            }
+        };
+        if wire::is_error(&msg) {
+            // The server no longer knows this client (removed after a silence): log in again.
+            self.token = None;
+            self.register();
+            return ControlFlow::Continue(());
+        }
+        match msg.body_type.as_str() {
+            types::SUMMARY if self.token.is_none() => return self.on_login_reply(&msg),
+            types::TASK => self.on_task(&msg).await,
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn on_login_reply(&mut self, msg: &Message) -> Flow {
+        let Ok(s) = wire::body::<pb::FederatedSummary>(msg) else {
+            return ControlFlow::Continue(());
+        };
+        if s.refused {
+            return ControlFlow::Break(());
+        }
+        self.token = s.token.map(|t| t.token);
+        self.port.timer(
+            self.common.heart_beat_interval,
+            Timer::Heartbeat(self.epoch),
+        );
+        self.ask_for_task();
+        ControlFlow::Continue(())
+    }
+
+    async fn on_task(&mut self, msg: &Message) {
+        let Ok(task) = wire::body::<pb::CurrentTask>(msg) else {
+            self.emit(
+                None,
+                SimEvent::MessageCorrupted,
+                vec![("error", "bad CurrentTask".into())],
+            );
+            return;
+        };
+        match task.task_name.as_str() {
+            "train" => self.on_train(task, msg.body.len()).await,
+            "submit_best_model" => self.on_submit_best(task),
+            "validate" => self.on_validate(task),
+            _ => {}
+        }
+    }
+
+    fn decode(&mut self, md: Option<ModelData>) -> Option<ModelData> {
+        match self.chain.decode(md.unwrap_or_default()) {
+            Ok(md) => Some(md),
+            Err(err) => {
+                self.emit(
+                    None,
+                    SimEvent::MessageCorrupted,
+                    vec![("error", err.to_string().into())],
+                );
+                None
+            }
+        }
+    }
+
+    fn data(&mut self) -> Arc<ClientData> {
+        let (seed, id) = (self.common.seed, u64::from(self.id));
+        let common = &self.common;
+        self.data
+            .get_or_insert_with(|| Arc::new(common.data.client_data(seed, id)))
+            .clone()
+    }
+
+    async fn on_train(&mut self, task: pb::CurrentTask, bytes: usize) {
+        let meta = task.meta_data.unwrap_or_default();
+        let r = meta.current_round.max(0) as u32;
+        self.emit(
+            Some(r),
+            EventType::ReceiveModel,
+            vec![("bytes", bytes.into())],
+        );
+        let Some(md) = self.decode(task.data) else {
+            return self.ask_for_task();
+        };
+        let global = match Params::from_model_data(&md, &self.common.template) {
+            Ok(p) => p,
+            Err(err) => {
+                self.emit(
+                    Some(r),
+                    SimEvent::MessageCorrupted,
+                    vec![("error", err.to_string().into())],
+                );
+                return self.ask_for_task();
+            }
+        };
+        let data = self.data();
+        let c = &self.common;
+        let (params, loss) = train(c.model, c.training, c.threads, global, data.clone()).await;
+        let n_iter = (data.train.len() * self.common.training.local_epochs) as i64;
+        let encoded = match self.chain.encode(params.to_model_data()) {
+            Ok(md) => md,
+            Err(_) => return,
+        };
+        self.best = Some(params);
+        let c = pb::Contribution {
+            client: Some(self.state_msg()),
+            n_iter,
+            r#type: "train".into(),
+            meta_data: Some(meta),
+            data: Some(encoded),
+            task_name: "train".into(),
+            metrics: [("train_loss".to_string(), loss)].into_iter().collect(),
+        };
+        let msg = wire::request(&mut self.ids, Method::SubmitUpdate, types::CONTRIBUTION, &c);
+        self.pending = Some(wire::frame(&msg));
+        let busy = self.compute_time(r, n_iter as f64) + self.late.take().unwrap_or(0);
+        self.port.timer(
+            busy,
+            Timer::TrainingDone {
+                round: r,
+                epoch: self.epoch,
+            },
+        );
+    }
+
+    /// Virtual training time: samples seen × per-sample cost × any slowdown.
+    fn compute_time(&mut self, round: u32, samples: f64) -> Micros {
+        let per_sample = match (self.profile.per_round, self.per_sample_us) {
+            (false, Some(v)) => v,
+            _ => {
+                let r = if self.profile.per_round {
+                    u64::from(round)
+                } else {
+                    NONE
+                };
+                let mut s = rng::stream(self.common.seed, "device", u64::from(self.id), r);
+                let v = self.profile.per_sample_us.sample(&mut s).max(0.0);
+                self.per_sample_us = Some(v);
+                v
+            }
+        };
+        (samples * per_sample * self.slow).round() as Micros
+    }
+
+    fn on_submit_best(&mut self, task: pb::CurrentTask) {
+        self.emit(None, EventType::SubmitLocalBestModel, vec![]);
+        let best = self
+            .best
+            .clone()
+            .unwrap_or_else(|| self.common.template.clone());
+        let Ok(encoded) = self.chain.encode(best.to_model_data()) else {
+            return;
+        };
+        let c = pb::Contribution {
+            client: Some(self.state_msg()),
+            n_iter: 0,
+            r#type: "best_model".into(),
+            meta_data: task.meta_data,
+            data: Some(encoded),
+            task_name: "submit_best_model".into(),
+            metrics: Default::default(),
+        };
+        self.send(Method::SubmitUpdate, types::CONTRIBUTION, &c);
+        self.ask_for_task();
+    }
+
+    fn on_validate(&mut self, task: pb::CurrentTask) {
+        let Some(md) = self.decode(task.data) else {
+            return;
+        };
+        let mut models: BTreeMap<String, Vec<(String, ndarray::ArrayD<f32>)>> = BTreeMap::new();
+        for (name, nd) in &md.params {
+            let Some((owner, param)) = name.split_once('/') else {
+                continue;
+            };
+            let Ok(a) = crate::fed_learn::proto_to_ndarray::<f32>(nd) else {
+                continue;
+            };
+            models
+                .entry(owner.to_string())
+                .or_default()
+                .push((param.to_string(), a));
+        }
+        self.emit(
+            None,
+            EventType::ReceiveValidationModel,
+            vec![("models", models.len().into())],
+        );
+        let data = self.data();
+        let set = if data.test.is_empty() {
+            &data.train
+        } else {
+            &data.test
+        };
+        let metrics: std::collections::BTreeMap<String, f64> = models
+            .into_iter()
+            .filter(|(_, p)| p.len() == self.common.template.0.len())
+            .map(|(owner, p)| (owner, self.common.model.evaluate(&Params(p), set).accuracy))
+            .collect();
+        self.emit(
+            None,
+            EventType::SendValidationResults,
+            vec![("models", metrics.len().into())],
+        );
+        let c = pb::Contribution {
+            client: Some(self.state_msg()),
+            n_iter: 0,
+            r#type: "validation".into(),
+            meta_data: task.meta_data,
+            data: None,
+            task_name: "validate".into(),
+            metrics: metrics.into_iter().collect(),
+        };
+        self.send(Method::SubmitUpdate, types::CONTRIBUTION, &c);
+    }
+}
+
+/// Local training from `global` on `data`: on this thread, or on the blocking pool when
+/// `threads > 1` (which keeps the paused clock still while it runs). Same result either way.
+async fn train(
+    model: ModelKind,
+    cfg: TrainConfig,
+    threads: usize,
+    global: Params,
+    data: Arc<ClientData>,
+) -> (Params, f64) {
+    let work = move || {
+        let mut p = global.clone();
+        let loss = model.train(&mut p, &data.train, &cfg, &global);
+        (p, loss)
+    };
+    if threads > 1 {
+        tokio::task::spawn_blocking(work)
+            .await
+            .expect("training does not panic")
+    } else {
+        work()
+    }
+}

@@ -1,0 +1,215 @@
+//! The engine's configuration, in plain Rust structs. Scenario files compile into these; tests
+//! and library users can build them directly.
+
+use crate::dist::Dist;
+use crate::learn::{DataSpec, ModelKind, TrainConfig};
+
+use super::port::Micros;
+
+/// One second in virtual microseconds.
+pub const SECOND: Micros = 1_000_000;
+
+/// Clara's `config_fed_server.json` keys, plus the simulator's sampling and round timeout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Contributions (and registered clients) needed before a round can close early / start.
+    pub min_num_clients: usize,
+    /// Logins past this many registered clients are refused.
+    pub max_num_clients: usize,
+    /// How long the server waits for more once `min_num_clients` are in.
+    pub wait_after_min_clients: Micros,
+    /// A client silent this long is removed.
+    pub heart_beat_timeout: Micros,
+    /// How often clients send heartbeats.
+    pub heart_beat_interval: Micros,
+    /// The first round's number.
+    pub start_round: u32,
+    /// Rounds run from `start_round` up to, not including, this number.
+    pub num_rounds: u32,
+    /// Clients sampled per round; 0 means every live client.
+    pub clients_per_round: usize,
+    /// A round closes with what it has after this long.
+    pub round_timeout: Micros,
+    /// Run Clara's cross-site validation after the last round.
+    pub cross_site_validation: bool,
+    /// The server strategy, by [`crate::aggregate::by_name`] name.
+    pub aggregator: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            min_num_clients: 1,
+            max_num_clients: usize::MAX,
+            wait_after_min_clients: 0,
+            heart_beat_timeout: 600 * SECOND,
+            heart_beat_interval: 60 * SECOND,
+            start_round: 0,
+            num_rounds: 10,
+            clients_per_round: 0,
+            round_timeout: 3600 * SECOND,
+            cross_site_validation: false,
+            aggregator: "fedavg".into(),
+        }
+    }
+}
+
+/// How models cross the wire.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TransportConfig {
+    /// gzip level for every tensor, if compressing.
+    pub gzip_level: Option<u32>,
+    /// AES-256-GCM key, if encrypting.
+    pub aes_key: Option<[u8; 32]>,
+    /// Probability that any one message is lost.
+    pub loss_rate: f64,
+    /// Probability that any one message arrives damaged.
+    pub corruption_rate: f64,
+}
+
+/// Device and link of a group of clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Compute time per training sample, in microseconds.
+    pub per_sample_us: Dist,
+    /// One-way link latency, in microseconds.
+    pub latency_us: Dist,
+    /// Link bandwidth, in bytes per second; `f64::INFINITY` for no transfer time.
+    pub bandwidth: Dist,
+    /// Draw the values again every round instead of once per client.
+    pub per_round: bool,
+}
+
+impl Default for Profile {
+    /// Instant compute and an ideal link: the simulator's own cost only.
+    fn default() -> Self {
+        Profile {
+            per_sample_us: Dist::Fixed(0.0),
+            latency_us: Dist::Fixed(0.0),
+            bandwidth: Dist::Fixed(f64::INFINITY),
+            per_round: false,
+        }
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Stop answering (no replies, no heartbeats) for a while.
+    Dropout(Span),
+    /// Leave on purpose (sends `Quit`).
+    Quit,
+    /// Join the federation and register. Targets must be clients that have not started.
+    Join,
+    /// Hold the next contribution back by this long.
+    Late {
+        /// Extra delay before the contribution leaves.
+        delay: Micros,
+    },
+    /// Be slower for a while.
+    Slow {
+        /// How many times slower.
+        factor: f64,
+        /// For how long.
+        span: Span,
+        /// Slow the device (training time).
+        device: bool,
+        /// Slow the link (latency and transfer time).
+        link: bool,
+    },
+    /// The client's task panics.
+    Crash,
+    /// The next `messages` messages the client sends arrive damaged.
+    Corrupt {
+        /// How many messages.
+        messages: u32,
+    },
+}
+
+/// How long a fault lasts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Span {
+    /// This much virtual time.
+    Time(Micros),
+    /// This many rounds: it ends when the round that many rounds later starts.
+    Rounds(u32),
+}
+
+/// When a fault happens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Trigger {
+    /// When this round starts (before its models are handed out).
+    Round(u32),
+    /// At this virtual time.
+    Time(Micros),
+}
+
+/// A scripted fault: a trigger, the clients it hits, what happens to them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// When.
+    pub at: Trigger,
+    /// Which client ids.
+    pub clients: Vec<u32>,
+    /// What.
+    pub action: Action,
+}
+
+/// A whole simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// The run's name (the scenario's name).
+    pub name: String,
+    /// The seed every random stream derives from.
+    pub seed: u64,
+    /// What clients train.
+    pub model: ModelKind,
+    /// Where their data comes from.
+    pub data: DataSpec,
+    /// How they train.
+    pub training: TrainConfig,
+    /// The server's settings.
+    pub server: ServerConfig,
+    /// Compression, encryption, loss and corruption.
+    pub transport: TransportConfig,
+    /// Clients present from the start: ids `0..initial_clients`.
+    pub initial_clients: u32,
+    /// Every client id's profile; ids past `initial_clients` start only when a `Join` fault
+    /// starts them.
+    pub profiles: Vec<Profile>,
+    /// Scripted faults.
+    pub faults: Vec<Fault>,
+    /// Threads for local training: 1 trains on the simulation thread; more use a blocking pool
+    /// of that size. Results are identical either way.
+    pub threads: usize,
+}
+
+impl SimConfig {
+    /// W1 of BENCHMARKS.md: softmax on W1 data, FedAvg, `clients` clients, `per_round` sampled,
+    /// `rounds` rounds, no faults, ideal links and instant compute.
+    pub fn w1(clients: u32, per_round: usize, rounds: u32) -> Self {
+        SimConfig {
+            name: "w1".into(),
+            seed: 0,
+            model: ModelKind::Softmax,
+            data: DataSpec::w1(),
+            training: TrainConfig::default(),
+            server: ServerConfig {
+                min_num_clients: per_round.min(clients as usize).max(1),
+                num_rounds: rounds,
+                clients_per_round: per_round,
+                ..ServerConfig::default()
+            },
+            transport: TransportConfig::default(),
+            initial_clients: clients,
+            profiles: vec![Profile::default(); clients as usize],
+            faults: Vec::new(),
+            threads: 1,
+        }
+    }
+
+    /// Total client ids, including those that join later.
+    pub fn total_clients(&self) -> u32 {
+        self.profiles.len() as u32
+    }
+}

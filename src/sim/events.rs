@@ -1,0 +1,456 @@
+//! Events: what happened, when, by whom. Every protocol step and every fault becomes one
+//! [`EventRecord`]; the event bus hands it to the subscribed handlers (Clara's
+//! `handle_event(event, ctx)`) and to the event log, in one deterministic order.
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use crate::fed_learn::pb::ModelData;
+use crate::fed_learn::{ApplicationContext, EventType, FLContext, Prop};
+
+/// Who did something: the server or a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Actor {
+    /// The FL server.
+    Server,
+    /// The client with this id.
+    Client(u32),
+}
+
+impl Actor {
+    /// Ordering rank for ties at one instant: the server first, then clients by id.
+    pub(crate) fn rank(self) -> u64 {
+        match self {
+            Actor::Server => 1,
+            Actor::Client(id) => 2 + u64::from(id),
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Server => f.write_str("server"),
+            Actor::Client(id) => write!(f, "{}", client_name(*id)),
+        }
+    }
+}
+
+/// A client's name as the log writes it: `client-0007`.
+pub fn client_name(id: u32) -> String {
+    format!("client-{id:04}")
+}
+
+/// The simulator's own events, beside the protocol's [`EventType`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SimEvent {
+    /// A new client joined the federation (before it registers).
+    ClientJoin,
+    /// A client stopped answering.
+    DropoutStart,
+    /// A dropped-out client is back.
+    DropoutEnd,
+    /// The server refused a contribution; `detail.reason` says why.
+    ContributionRejected,
+    /// The server removed a client that was silent past `heart_beat_timeout`.
+    ClientRemoved,
+    /// A round closed because `round_timeout` fired.
+    RoundTimeout,
+    /// The network lost a message.
+    MessageLost,
+    /// A message arrived damaged and did not decode.
+    MessageCorrupted,
+    /// The run is over; `detail.reason` says how it ended.
+    RunEnd,
+    /// The server refused a login (past `max_num_clients`).
+    LoginRefused,
+    /// A client's task crashed (panicked); it is gone.
+    ClientCrashed,
+    /// A client's device or link became slower.
+    SlowStart,
+    /// A slowed client is back to its normal speed.
+    SlowEnd,
+}
+
+impl SimEvent {
+    /// The name in the event log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimEvent::ClientJoin => "client_join",
+            SimEvent::DropoutStart => "dropout_start",
+            SimEvent::DropoutEnd => "dropout_end",
+            SimEvent::ContributionRejected => "contribution_rejected",
+            SimEvent::ClientRemoved => "client_removed",
+            SimEvent::RoundTimeout => "round_timeout",
+            SimEvent::MessageLost => "message_lost",
+            SimEvent::MessageCorrupted => "message_corrupted",
+            SimEvent::RunEnd => "run_end",
+            SimEvent::LoginRefused => "login_refused",
+            SimEvent::ClientCrashed => "client_crashed",
+            SimEvent::SlowStart => "slow_start",
+            SimEvent::SlowEnd => "slow_end",
+        }
+    }
+
+    /// Every simulator event.
+    pub const ALL: [SimEvent; 13] = [
+        SimEvent::ClientJoin,
+        SimEvent::DropoutStart,
+        SimEvent::DropoutEnd,
+        SimEvent::ContributionRejected,
+        SimEvent::ClientRemoved,
+        SimEvent::RoundTimeout,
+        SimEvent::MessageLost,
+        SimEvent::MessageCorrupted,
+        SimEvent::RunEnd,
+        SimEvent::LoginRefused,
+        SimEvent::ClientCrashed,
+        SimEvent::SlowStart,
+        SimEvent::SlowEnd,
+    ];
+}
+
+/// An event's name: a protocol event or one of the simulator's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventName {
+    /// One of Clara's 15 event types.
+    Protocol(EventType),
+    /// One of the simulator's events.
+    Sim(SimEvent),
+}
+
+impl EventName {
+    /// The name in the event log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::Protocol(e) => e.as_str(),
+            EventName::Sim(e) => e.as_str(),
+        }
+    }
+
+    /// The name for a log string, if it is one.
+    pub fn parse(s: &str) -> Option<EventName> {
+        if let Ok(e) = s.parse::<EventType>() {
+            return Some(EventName::Protocol(e));
+        }
+        SimEvent::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .map(EventName::Sim)
+    }
+}
+
+impl From<EventType> for EventName {
+    fn from(e: EventType) -> Self {
+        EventName::Protocol(e)
+    }
+}
+
+impl From<SimEvent> for EventName {
+    fn from(e: SimEvent) -> Self {
+        EventName::Sim(e)
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value in an event's `detail` object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    /// A count or size.
+    U(u64),
+    /// A real number (metrics). NaN and infinities are written as `null`.
+    F(f64),
+    /// Text.
+    S(Cow<'static, str>),
+    /// A flag.
+    B(bool),
+}
+
+impl From<u64> for Val {
+    fn from(v: u64) -> Self {
+        Val::U(v)
+    }
+}
+impl From<u32> for Val {
+    fn from(v: u32) -> Self {
+        Val::U(u64::from(v))
+    }
+}
+impl From<usize> for Val {
+    fn from(v: usize) -> Self {
+        Val::U(v as u64)
+    }
+}
+impl From<f64> for Val {
+    fn from(v: f64) -> Self {
+        Val::F(v)
+    }
+}
+impl From<&'static str> for Val {
+    fn from(v: &'static str) -> Self {
+        Val::S(Cow::Borrowed(v))
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::S(Cow::Owned(v))
+    }
+}
+impl From<bool> for Val {
+    fn from(v: bool) -> Self {
+        Val::B(v)
+    }
+}
+
+/// An event's details, as key/value pairs in the order they were given.
+pub type Detail = Vec<(&'static str, Val)>;
+
+/// One line of the event log (DESIGN.md §5), keys in this order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// 0, 1, 2, … with no gaps.
+    pub seq: u64,
+    /// Virtual microseconds since the start, never decreasing.
+    pub t_us: u64,
+    /// The round the event belongs to, if any.
+    pub round: Option<u32>,
+    /// Who did it.
+    pub actor: Actor,
+    /// What happened.
+    pub event: EventName,
+    /// The client the event is about, if any.
+    pub client: Option<u32>,
+    /// Reason, counts, sizes.
+    pub detail: Detail,
+}
+
+impl EventRecord {
+    /// The value of a detail key, if present.
+    pub fn detail(&self, key: &str) -> Option<&Val> {
+        self.detail.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The detail key's text, if present and text.
+    pub fn detail_str(&self, key: &str) -> Option<&str> {
+        match self.detail(key) {
+            Some(Val::S(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Appends the record as one line of JSON (with the newline) to `out`.
+    pub fn write_json(&self, out: &mut String) {
+        let _ = write!(
+            out,
+            "{{\"seq\":{},\"t_us\":{},\"round\":",
+            self.seq, self.t_us
+        );
+        match self.round {
+            Some(r) => {
+                let _ = write!(out, "{r}");
+            }
+            None => out.push_str("null"),
+        }
+        let _ = write!(
+            out,
+            ",\"actor\":\"{}\",\"event\":\"{}\",\"client\":",
+            self.actor, self.event
+        );
+        match self.client {
+            Some(c) => {
+                let _ = write!(out, "\"{}\"", client_name(c));
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"detail\":{");
+        for (i, (k, v)) in self.detail.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{k}\":");
+            write_val(out, v);
+        }
+        out.push_str("}}\n");
+    }
+
+    /// The context a handler sees: the record's fields as props, plus the model if attached.
+    fn context(&self, app: &Arc<ApplicationContext>, model: Option<&Arc<ModelData>>) -> FLContext {
+        let mut ctx = FLContext::new(app.clone());
+        ctx.props
+            .set("event", Prop::Text(self.event.as_str().into()));
+        ctx.props.set("actor", Prop::Text(self.actor.to_string()));
+        ctx.props.set("t_us", Prop::Int(self.t_us as i64));
+        if let Some(r) = self.round {
+            ctx.props.set("round", Prop::Int(i64::from(r)));
+        }
+        if let Some(c) = self.client {
+            ctx.props.set("client", Prop::Text(client_name(c)));
+        }
+        for (k, v) in &self.detail {
+            let p = match v {
+                Val::U(u) => Prop::Int(*u as i64),
+                Val::F(f) => Prop::Float(*f),
+                Val::S(s) => Prop::Text(s.to_string()),
+                Val::B(b) => Prop::Bool(*b),
+            };
+            ctx.props.set(*k, p);
+        }
+        if let Some(m) = model {
+            ctx.set_model(m.clone());
+        }
+        ctx
+    }
+}
+
+fn write_val(out: &mut String, v: &Val) {
+    match v {
+        Val::U(u) => {
+            let _ = write!(out, "{u}");
+        }
+        Val::F(f) if f.is_finite() => {
+            let _ = write!(out, "{}", serde_json::Number::from_f64(*f).expect("finite"));
+        }
+        Val::F(_) => out.push_str("null"),
+        Val::S(s) => out.push_str(&serde_json::to_string(s.as_ref()).expect("strings serialise")),
+        Val::B(b) => out.push_str(if *b { "true" } else { "false" }),
+    }
+}
+
+/// A subscriber to the event bus, in Clara's `handle_event(event, ctx)` style. Handlers see
+/// events in log order, after the simulation step that produced them.
+pub trait EventHandler: Send {
+    /// Called once per event. `ctx.props` holds the record's fields (`event`, `actor`,
+    /// `round`, `client`, `t_us` and every detail key); `ctx.model()` is the new global model
+    /// on `_endAggregation`.
+    fn handle_event(&mut self, event: &EventRecord, ctx: &FLContext);
+}
+
+/// An event not yet in the log: it gets its `seq` when its simulation step is flushed.
+#[derive(Debug)]
+pub(crate) struct PendingEvent {
+    pub record: EventRecord,
+    /// Tie-break within a step: (actor rank, actor's own counter).
+    pub order: (u64, u64),
+    pub model: Option<Arc<ModelData>>,
+}
+
+/// Puts each step's events in order, numbers them and hands them on.
+pub(crate) struct EventBus {
+    next_seq: u64,
+    handlers: Vec<Box<dyn EventHandler>>,
+    app: Arc<ApplicationContext>,
+    sink: Option<Box<dyn std::io::Write + Send>>,
+    line: String,
+    pub kept: Vec<EventRecord>,
+    keep: bool,
+    pub sink_error: Option<std::io::Error>,
+    /// Events logged so far, by name.
+    pub counts: std::collections::BTreeMap<EventName, u64>,
+}
+
+impl EventBus {
+    pub fn new(
+        handlers: Vec<Box<dyn EventHandler>>,
+        sink: Option<Box<dyn std::io::Write + Send>>,
+        keep: bool,
+        app: Arc<ApplicationContext>,
+    ) -> Self {
+        EventBus {
+            next_seq: 0,
+            handlers,
+            app,
+            sink,
+            line: String::with_capacity(256),
+            kept: Vec::new(),
+            keep,
+            sink_error: None,
+            counts: Default::default(),
+        }
+    }
+
+    /// Flushes one step's events, sorted by actor then emission order, and returns them.
+    pub fn flush(&mut self, mut events: Vec<PendingEvent>) -> Vec<EventRecord> {
+        events.sort_by_key(|e| e.order);
+        let mut out = Vec::with_capacity(events.len());
+        for mut e in events {
+            e.record.seq = self.next_seq;
+            self.next_seq += 1;
+            *self.counts.entry(e.record.event).or_default() += 1;
+            if !self.handlers.is_empty() {
+                let ctx = e.record.context(&self.app, e.model.as_ref());
+                for h in &mut self.handlers {
+                    h.handle_event(&e.record, &ctx);
+                }
+            }
+            if let Some(sink) = self.sink.as_mut() {
+                self.line.clear();
+                e.record.write_json(&mut self.line);
+                if let Err(err) = sink.write_all(self.line.as_bytes()) {
+                    self.sink_error.get_or_insert(err);
+                }
+            }
+            out.push(e.record);
+        }
+        if self.keep {
+            self.kept.extend(out.iter().cloned());
+        }
+        out
+    }
+
+    /// Flushes the sink at the end of the run.
+    pub fn finish(&mut self) {
+        if let Some(sink) = self.sink.as_mut() {
+            if let Err(err) = sink.flush() {
+                self.sink_error.get_or_insert(err);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_line_has_the_design_keys_in_order() {
+        let r = EventRecord {
+            seq: 4,
+            t_us: 1500,
+            round: Some(3),
+            actor: Actor::Server,
+            event: SimEvent::ContributionRejected.into(),
+            client: Some(7),
+            detail: vec![
+                ("reason", "late".into()),
+                ("loss", Val::F(0.5)),
+                ("nan", Val::F(f64::NAN)),
+            ],
+        };
+        let mut s = String::new();
+        r.write_json(&mut s);
+        assert_eq!(
+            s,
+            "{\"seq\":4,\"t_us\":1500,\"round\":3,\"actor\":\"server\",\"event\":\"contribution_rejected\",\"client\":\"client-0007\",\"detail\":{\"reason\":\"late\",\"loss\":0.5,\"nan\":null}}\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["detail"]["reason"], "late");
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for e in SimEvent::ALL {
+            assert_eq!(EventName::parse(e.as_str()), Some(EventName::Sim(e)));
+        }
+        assert_eq!(
+            EventName::parse("_startRound"),
+            Some(EventName::Protocol(EventType::StartRound))
+        );
+        assert_eq!(EventName::parse("nope"), None);
+    }
+}

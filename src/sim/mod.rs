@@ -1,0 +1,333 @@
+//! The simulation engine: one server task and many client tasks on a paused, current-thread
+//! tokio runtime, exchanging protobuf bytes through a modelled network in virtual time.
+//!
+//! - [`config`]: plain structs describing a run (scenarios compile into them).
+//! - `port`: what actors exchange and how they talk to the world.
+//! - `wire`: protocol messages as checked byte frames.
+//! - `network`: latency, bandwidth, loss and corruption per client link.
+//! - `world`: virtual time, delivery order, fault injection.
+//! - `server`, `client`: the two sides of the Clara protocol.
+//! - [`events`]: event records, the event bus and its handlers.
+
+pub mod config;
+pub mod events;
+
+mod client;
+mod network;
+mod port;
+mod server;
+mod wire;
+mod world;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use prost::Message as _;
+use tokio::sync::mpsc;
+
+pub use config::{
+    Action, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger, SECOND,
+};
+pub use events::{client_name, Actor, EventHandler, EventName, EventRecord, SimEvent, Val};
+pub use port::Micros;
+pub use server::{CrossSiteMatrix, RoundStats};
+pub use world::Traffic;
+
+use crate::aggregate::{self, Aggregator};
+use crate::fed_learn::pb::ModelData;
+use crate::fed_learn::{
+    ApplicationContext, MessageCompressor, ModelEncryptor, ModelTransformer, TransformChain,
+};
+use crate::learn::{Metrics, Params};
+use crate::rng::{self, NONE};
+use client::{Client, ClientCommon};
+use events::EventBus;
+use port::{Port, Shared};
+use server::{Server, ServerSetup};
+use world::World;
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The configuration is inconsistent.
+    #[error("invalid simulation config: {0}")]
+    Config(String),
+    /// Writing the event log failed.
+    #[error("writing the event log failed: {0}")]
+    Sink(#[from] std::io::Error),
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The run's name.
+    pub name: String,
+    /// Its seed.
+    pub seed: u64,
+    /// The event log, if kept (see [`Simulation::keep_events`]).
+    pub events: Vec<EventRecord>,
+    /// One entry per aggregated round.
+    pub rounds: Vec<RoundStats>,
+    /// The final global model.
+    pub params: Params,
+    /// The final global model as plain (untransformed) `ModelData`.
+    pub model: ModelData,
+    /// The final model on the global test set.
+    pub metrics: Metrics,
+    /// Cross-site validation's matrix, when it ran.
+    pub cross_site: Option<CrossSiteMatrix>,
+    /// False when the run stalled (nothing left to happen before the last round).
+    pub completed: bool,
+    /// How many events of each name were logged.
+    pub event_counts: BTreeMap<String, u64>,
+    /// Contributions accepted over the run.
+    pub client_updates: u64,
+    /// Virtual time at the end.
+    pub virtual_us: Micros,
+    /// Wall-clock seconds the run took (not part of any deterministic output).
+    pub wall_s: f64,
+}
+
+impl RunResult {
+    /// The final model as `model.pb` bytes: one encoded `ModelData` of .npy tensors.
+    pub fn model_bytes(&self) -> Vec<u8> {
+        self.model.encode_to_vec()
+    }
+
+    /// Client updates per wall-clock second.
+    pub fn updates_per_s(&self) -> f64 {
+        if self.wall_s > 0.0 {
+            self.client_updates as f64 / self.wall_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A configured simulation, ready to run.
+pub struct Simulation {
+    cfg: SimConfig,
+    aggregator: Option<Box<dyn Aggregator>>,
+    handlers: Vec<Box<dyn EventHandler>>,
+    sink: Option<Box<dyn Write + Send>>,
+    keep_events: bool,
+}
+
+impl Simulation {
+    /// A simulation of `cfg`.
+    pub fn new(cfg: SimConfig) -> Self {
+        Simulation {
+            cfg,
+            aggregator: None,
+            handlers: Vec::new(),
+            sink: None,
+            keep_events: true,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    /// Uses `a` instead of the aggregator the config names.
+    pub fn aggregator(mut self, a: Box<dyn Aggregator>) -> Self {
+        self.aggregator = Some(a);
+        self
+    }
+
+    /// Subscribes a handler to the event bus.
+    pub fn handler(mut self, h: Box<dyn EventHandler>) -> Self {
+        self.handlers.push(h);
+        self
+    }
+
+    /// Streams the event log, one JSON line per event, to `w` as the run goes.
+    pub fn event_sink(mut self, w: Box<dyn Write + Send>) -> Self {
+        self.sink = Some(w);
+        self
+    }
+
+    /// Whether [`RunResult::events`] keeps every record (default true). Turn it off for very
+    /// long runs that stream the log instead.
+    pub fn keep_events(mut self, keep: bool) -> Self {
+        self.keep_events = keep;
+        self
+    }
+
+    /// Runs on a fresh paused, current-thread runtime with `threads` blocking threads.
+    pub fn run(self) -> Result<RunResult, SimError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .max_blocking_threads(self.cfg.threads.max(1))
+            .build()
+            .map_err(SimError::Sink)?;
+        rt.block_on(self.run_async())
+    }
+
+    /// Runs inside the caller's runtime, which must be current-thread with a paused clock
+    /// (`#[tokio::test(start_paused = true)]`).
+    pub async fn run_async(self) -> Result<RunResult, SimError> {
+        let wall = std::time::Instant::now();
+        let Simulation {
+            cfg,
+            aggregator,
+            handlers,
+            sink,
+            keep_events,
+        } = self;
+        validate(&cfg)?;
+        let aggregator = match aggregator {
+            Some(a) => a,
+            None => aggregate::by_name(&cfg.server.aggregator).ok_or_else(|| {
+                SimError::Config(format!("unknown aggregator {:?}", cfg.server.aggregator))
+            })?,
+        };
+        let shared = Arc::new(Shared::default());
+        let classes = if cfg.data.is_classification() {
+            cfg.data.classes
+        } else {
+            1
+        };
+        let template = cfg.model.init(
+            cfg.data.features,
+            classes,
+            &mut rng::stream(cfg.seed, "init", NONE, NONE),
+        );
+        let mut inboxes = vec![None];
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        inboxes.push(Some(tx));
+        let setup = ServerSetup {
+            cfg: cfg.server.clone(),
+            seed: cfg.seed,
+            chain: chain(&cfg, 0),
+            aggregator,
+            model: cfg.model,
+            global: template.clone(),
+            test: cfg
+                .data
+                .global_test(cfg.seed, u64::from(cfg.initial_clients.max(1))),
+        };
+        let server = Server::new(Port::new(Actor::Server, rx, shared.clone()), setup);
+        let server = tokio::spawn(server.run());
+
+        let common = Arc::new(ClientCommon {
+            seed: cfg.seed,
+            model: cfg.model,
+            data: cfg.data.clone(),
+            training: cfg.training,
+            heart_beat_interval: cfg.server.heart_beat_interval.max(1),
+            template: template.clone(),
+            threads: cfg.threads,
+        });
+        for (id, profile) in cfg.profiles.iter().enumerate() {
+            let id = id as u32;
+            let (tx, rx) = mpsc::unbounded_channel();
+            inboxes.push(Some(tx));
+            let port = Port::new(Actor::Client(id), rx, shared.clone());
+            let c = Client::new(
+                id,
+                port,
+                chain(&cfg, u64::from(id) + 1),
+                common.clone(),
+                profile.clone(),
+            );
+            tokio::spawn(c.run());
+        }
+
+        let app = Arc::new(ApplicationContext {
+            name: cfg.name.clone(),
+            run_number: 0,
+            props: Default::default(),
+        });
+        let bus = EventBus::new(handlers, sink, keep_events, app);
+        let net = network::Network::new(cfg.seed, cfg.transport.clone(), cfg.profiles.clone());
+        let mut world = World::new(shared.clone(), inboxes, bus, net, cfg.faults.clone());
+        let completed = world.run((0..cfg.initial_clients).collect()).await;
+        if !completed {
+            world.stalled();
+        }
+        world.close();
+        let outcome = server.await.expect("the server task does not panic");
+        world.bus.finish();
+        if let Some(err) = world.bus.sink_error.take() {
+            return Err(SimError::Sink(err));
+        }
+
+        let mut rounds = outcome.rounds;
+        for r in &mut rounds {
+            let t = world.traffic.get(&r.round).copied().unwrap_or_default();
+            r.bytes_up = t.up;
+            r.bytes_down = t.down;
+        }
+        let test = cfg
+            .data
+            .global_test(cfg.seed, u64::from(cfg.initial_clients.max(1)));
+        let metrics = cfg.model.evaluate(&outcome.global, &test);
+        Ok(RunResult {
+            name: cfg.name.clone(),
+            seed: cfg.seed,
+            events: std::mem::take(&mut world.bus.kept),
+            client_updates: rounds.iter().map(|r| r.contributed as u64).sum(),
+            rounds,
+            model: outcome.global.to_model_data(),
+            params: outcome.global,
+            metrics,
+            cross_site: outcome.cross_site,
+            completed,
+            event_counts: world
+                .bus
+                .counts
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), *v))
+                .collect(),
+            virtual_us: shared.now(),
+            wall_s: wall.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// The transformer chain of actor `index` (0 the server, 1.. the clients): compress, then
+/// encrypt, each encryptor with its own nonce stream.
+fn chain(cfg: &SimConfig, index: u64) -> TransformChain {
+    let mut steps: Vec<Box<dyn ModelTransformer>> = Vec::new();
+    if let Some(level) = cfg.transport.gzip_level {
+        steps.push(Box::new(MessageCompressor::gzip(level)));
+    }
+    if let Some(key) = cfg.transport.aes_key {
+        steps.push(Box::new(ModelEncryptor::new(
+            key,
+            rng::stream(cfg.seed, "nonce", index, NONE),
+        )));
+    }
+    TransformChain::new(steps)
+}
+
+fn validate(cfg: &SimConfig) -> Result<(), SimError> {
+    let bad = |m: String| Err(SimError::Config(m));
+    if cfg.initial_clients as usize > cfg.profiles.len() {
+        return bad(format!(
+            "{} initial clients but {} profiles",
+            cfg.initial_clients,
+            cfg.profiles.len()
+        ));
+    }
+    if cfg.data.features == 0 || (cfg.data.is_classification() && cfg.data.classes < 2) {
+        return bad("data needs at least one feature and two classes".into());
+    }
+    if cfg.training.batch_size == 0 {
+        return bad("batch_size must be at least 1".into());
+    }
+    for f in &cfg.faults {
+        if let Some(c) = f.clients.iter().find(|c| **c >= cfg.total_clients()) {
+            return bad(format!(
+                "a fault names client {c}, but there are {} clients",
+                cfg.total_clients()
+            ));
+        }
+    }
+    Ok(())
+}

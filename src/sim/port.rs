@@ -1,0 +1,284 @@
+//! What actors exchange, and the handle (`Port`) through which the server and each client
+//! receive, send and log.
+//!
+//! Determinism rests on one rule: the world delivers a step's envelopes, then waits until every
+//! actor has handled all of them (each delivered envelope is counted, and an actor's count drops
+//! when it asks for its next envelope) before it looks at what they sent. What an actor sends or
+//! logs in a step is ordered afterwards by (time, sender, sender's counter), never by which task
+//! happened to run first.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+
+use super::events::{Actor, Detail, EventName, EventRecord, PendingEvent};
+use crate::fed_learn::pb::ModelData;
+
+/// Virtual microseconds since the start of the run.
+pub type Micros = u64;
+
+/// The rank of the world itself (fault injection), first at any instant.
+pub(crate) const ENV: u64 = 0;
+
+/// The RPC a wire message belongs to. Like a gRPC method path, it travels outside the
+/// protobuf body, so a receiver knows what a damaged body was meant to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Register,
+    Quit,
+    GetTask,
+    SubmitUpdate,
+    Heartbeat,
+    /// The answer to one of the above.
+    Reply,
+}
+
+/// Timers an actor sets for itself.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Timer {
+    /// Server: start the next round (registrations at the same instant are in by now).
+    StartRound,
+    /// Server: give up if the first round still cannot start.
+    StartDeadline,
+    /// Server: round `r` has run for `round_timeout`.
+    RoundTimeout(u32),
+    /// Server: `wait_after_min_clients` has passed since round `r` had enough contributions.
+    WaitAfterMin(u32),
+    /// Server: look for clients silent past `heart_beat_timeout`.
+    HeartbeatCheck,
+    /// Server: cross-site validation's phase `0` (best models) or `1` (results) timed out.
+    CrossSiteTimeout(u8),
+    /// Client: time for a heartbeat; stale if the epoch moved on.
+    Heartbeat(u64),
+    /// Client: local training for `round` is finished; stale if the epoch moved on.
+    TrainingDone { round: u32, epoch: u64 },
+    /// Client: a timed dropout is over.
+    DropoutEnd(u64),
+    /// Client: a timed slowdown is over.
+    SlowEnd(u64),
+}
+
+/// What the world (the scenario's faults) does to a client.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Control {
+    /// Start: register with the server.
+    Start,
+    /// Stop answering; `until` ends it at that time, else a later `DropoutEnd` does.
+    Dropout { until: Option<Micros> },
+    /// Come back from a dropout.
+    DropoutEnd,
+    /// Leave the federation on purpose.
+    Quit,
+    /// Hold the next contribution back by this long.
+    Late { delay: Micros },
+    /// Compute this many times slower; `until` ends it at that time, else `SlowEnd` does.
+    Slow { factor: f64, until: Option<Micros> },
+    /// Back to normal speed.
+    SlowEnd,
+    /// Panic.
+    Crash,
+}
+
+/// The world's own deferred work.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum EnvAction {
+    /// Apply time-triggered fault number `i`.
+    Fault(usize),
+    /// A client's link is back to normal speed.
+    LinkSlowEnd(u32),
+}
+
+/// An envelope's contents.
+#[derive(Debug, Clone)]
+pub(crate) enum Payload {
+    /// A protocol message: an encoded admin `Message` plus checksum (see `wire`).
+    Wire {
+        method: Method,
+        frame: Bytes,
+    },
+    Timer(Timer),
+    Control(Control),
+    Env(EnvAction),
+}
+
+/// Something to deliver to `to` at virtual time `at`.
+#[derive(Debug, Clone)]
+pub(crate) struct Envelope {
+    pub at: Micros,
+    pub from: u64,
+    pub to: u64,
+    /// The sender's own counter: the last tie-break.
+    pub seq: u64,
+    pub payload: Payload,
+}
+
+impl Envelope {
+    pub fn key(&self) -> (Micros, u64, u64) {
+        (self.at, self.from, self.seq)
+    }
+}
+
+/// What actors produced during the current step.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    pub envelopes: Vec<Envelope>,
+    pub events: Vec<PendingEvent>,
+}
+
+/// State shared by the world and every actor.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub outbox: Mutex<Outbox>,
+    /// Envelopes delivered and not yet handled.
+    pub pending: AtomicUsize,
+    pub idle: Notify,
+    pub now: AtomicU64,
+    /// Set by the server when the run is over.
+    pub done: AtomicBool,
+}
+
+impl Shared {
+    pub fn now(&self) -> Micros {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    pub fn push_event(&self, e: PendingEvent) {
+        self.outbox.lock().expect("outbox lock").events.push(e);
+    }
+
+    fn push_envelope(&self, e: Envelope) {
+        self.outbox.lock().expect("outbox lock").envelopes.push(e);
+    }
+
+    /// One delivered envelope has been handled.
+    pub fn handled(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_one();
+        }
+    }
+}
+
+/// An actor's connection to the world.
+pub(crate) struct Port {
+    pub actor: Actor,
+    rank: u64,
+    seq: u64,
+    event_seq: u64,
+    inbox: mpsc::UnboundedReceiver<Envelope>,
+    busy: bool,
+    shared: Arc<Shared>,
+}
+
+impl Port {
+    pub fn new(
+        actor: Actor,
+        inbox: mpsc::UnboundedReceiver<Envelope>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Port {
+            actor,
+            rank: actor.rank(),
+            seq: 0,
+            event_seq: 0,
+            inbox,
+            busy: false,
+            shared,
+        }
+    }
+
+    /// The next envelope; `None` when the world is gone. Asking for it marks the previous one
+    /// as fully handled.
+    pub async fn recv(&mut self) -> Option<Envelope> {
+        self.release();
+        let e = self.inbox.recv().await;
+        self.busy = e.is_some();
+        e
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.busy) {
+            self.shared.handled();
+        }
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Micros {
+        self.shared.now()
+    }
+
+    /// Sends `payload` to `to`, leaving after `delay` (the network adds its own delay to wire
+    /// messages).
+    pub fn send(&mut self, to: Actor, delay: Micros, payload: Payload) {
+        let e = Envelope {
+            at: self.now() + delay,
+            from: self.rank,
+            to: to.rank(),
+            seq: self.seq,
+            payload,
+        };
+        self.seq += 1;
+        self.shared.push_envelope(e);
+    }
+
+    /// Sets a timer for this actor, `delay` from now.
+    pub fn timer(&mut self, delay: Micros, t: Timer) {
+        self.send(self.actor, delay, Payload::Timer(t));
+    }
+
+    /// Logs an event by this actor.
+    pub fn emit(
+        &mut self,
+        round: Option<u32>,
+        event: impl Into<EventName>,
+        client: Option<u32>,
+        detail: Detail,
+    ) {
+        self.emit_with_model(round, event, client, detail, None);
+    }
+
+    /// Logs an event whose handlers also see `model`.
+    pub fn emit_with_model(
+        &mut self,
+        round: Option<u32>,
+        event: impl Into<EventName>,
+        client: Option<u32>,
+        detail: Detail,
+        model: Option<Arc<ModelData>>,
+    ) {
+        let record = EventRecord {
+            seq: 0,
+            t_us: self.now(),
+            round,
+            actor: self.actor,
+            event: event.into(),
+            client,
+            detail,
+        };
+        let order = (self.rank, self.event_seq);
+        self.event_seq += 1;
+        self.shared.push_event(PendingEvent {
+            record,
+            order,
+            model,
+        });
+    }
+
+    /// Tells the world the run is over.
+    pub fn finish(&self) {
+        self.shared.done.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        // A task that ends or panics mid-step still counts its envelope as handled, and so
+        // does every envelope already queued for it: nobody will handle those now.
+        self.release();
+        self.inbox.close();
+        while self.inbox.try_recv().is_ok() {
+            self.shared.handled();
+        }
+    }
+}

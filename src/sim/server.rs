@@ -1,0 +1,928 @@
+//! The FL server task: registration, rounds, aggregation, heartbeats and cross-site
+//! validation, speaking the Clara protocol over the world's network.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message as _;
+
+use super::config::ServerConfig;
+use super::events::{client_name, Actor, SimEvent};
+use super::port::{Envelope, Method, Micros, Payload, Port, Timer};
+use super::wire::{self, types};
+use crate::aggregate::{Aggregator, Update};
+use crate::fed_learn::pb::{self, ModelData};
+use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, TransformChain};
+use crate::learn::{Dataset, ModelKind, Params};
+use crate::rng::{self, NONE};
+
+/// One row of `rounds.csv`, as the server sees the round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundStats {
+    /// The round number.
+    pub round: u32,
+    /// Virtual time the round ended.
+    pub t_us: Micros,
+    /// Clients sampled.
+    pub selected: usize,
+    /// Contributions accepted.
+    pub contributed: usize,
+    /// Contributions rejected while the round was open.
+    pub rejected: usize,
+    /// Contributions aggregated.
+    pub aggregated: usize,
+    /// Sample-weighted mean of the clients' local training loss.
+    pub train_loss: f64,
+    /// Global model's loss on the global test set after aggregation.
+    pub test_loss: f64,
+    /// Global model's accuracy (R² for regression) on the global test set.
+    pub test_accuracy: f64,
+    /// Whether `round_timeout` closed the round.
+    pub timed_out: bool,
+    /// Bytes sent client to server during the round (filled in from the network).
+    pub bytes_up: u64,
+    /// Bytes sent server to client during the round (filled in from the network).
+    pub bytes_down: u64,
+}
+
+/// Cross-site validation's result: every validating client's accuracy on every model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossSiteMatrix {
+    /// Model owners: client names, then `"server"` for the global model.
+    pub models: Vec<String>,
+    /// Validating clients, by name.
+    pub clients: Vec<String>,
+    /// `accuracy[i][j]`: client i's accuracy on model j; `None` where no result came.
+    pub accuracy: Vec<Vec<Option<f64>>>,
+}
+
+/// What the server leaves behind.
+pub(crate) struct ServerOutcome {
+    pub rounds: Vec<RoundStats>,
+    pub global: Params,
+    pub cross_site: Option<CrossSiteMatrix>,
+}
+
+/// Everything the server needs to start.
+pub(crate) struct ServerSetup {
+    pub cfg: ServerConfig,
+    pub seed: u64,
+    pub chain: TransformChain,
+    pub aggregator: Box<dyn Aggregator>,
+    pub model: ModelKind,
+    pub global: Params,
+    pub test: Dataset,
+}
+
+struct Registered {
+    token: String,
+    last_seen: Micros,
+    /// The id of a GetTask request waiting for a task.
+    parked: Option<String>,
+    /// The last round (or cross-site step, offset past all rounds) this client was given.
+    served: Option<u32>,
+}
+
+struct Accepted {
+    weight: f64,
+    params: Params,
+    train_loss: f64,
+}
+
+struct OpenRound {
+    r: u32,
+    selected: BTreeSet<u32>,
+    updates: BTreeMap<u32, Accepted>,
+    rejected: usize,
+    waiting_since_min: bool,
+    task: Bytes,
+}
+
+struct CrossSite {
+    step: u8,
+    expected: BTreeSet<u32>,
+    best: BTreeMap<u32, Params>,
+    results: BTreeMap<u32, BTreeMap<String, f64>>,
+    task: Bytes,
+}
+
+enum Phase {
+    Waiting,
+    Training(OpenRound),
+    CrossSite(CrossSite),
+    Done,
+}
+
+/// The server task's state.
+pub(crate) struct Server {
+    port: Port,
+    cfg: ServerConfig,
+    seed: u64,
+    ids: MessageIds,
+    chain: TransformChain,
+    aggregator: Box<dyn Aggregator>,
+    model: ModelKind,
+    global: Params,
+    global_md: Arc<ModelData>,
+    test: Dataset,
+    clients: BTreeMap<u32, Registered>,
+    tokens: HashMap<String, u32>,
+    deadlines: BTreeSet<(Micros, u32)>,
+    check_at: Option<Micros>,
+    phase: Phase,
+    next_round: u32,
+    start_pending: bool,
+    rounds: Vec<RoundStats>,
+    cross_site: Option<CrossSiteMatrix>,
+}
+
+/// Why a contribution was refused, as the log writes it.
+#[derive(Debug, Clone, Copy)]
+enum Reject {
+    Late,
+    Duplicate,
+    UnknownToken,
+    Corrupt,
+}
+
+impl Reject {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reject::Late => "late",
+            Reject::Duplicate => "duplicate",
+            Reject::UnknownToken => "unknown_token",
+            Reject::Corrupt => "corrupt",
+        }
+    }
+}
+
+impl Server {
+    pub fn new(port: Port, s: ServerSetup) -> Self {
+        let global_md = Arc::new(s.global.to_model_data());
+        Server {
+            ids: MessageIds::new(rng::stream(s.seed, "server-ids", NONE, NONE)),
+            next_round: s.cfg.start_round,
+            port,
+            cfg: s.cfg,
+            seed: s.seed,
+            chain: s.chain,
+            aggregator: s.aggregator,
+            model: s.model,
+            global: s.global,
+            global_md,
+            test: s.test,
+            clients: BTreeMap::new(),
+            tokens: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            check_at: None,
+            phase: Phase::Waiting,
+            start_pending: false,
+            rounds: Vec::new(),
+            cross_site: None,
+        }
+    }
+
+    /// Serves until the world goes away.
+    pub async fn run(mut self) -> ServerOutcome {
+        self.port.timer(self.give_up_after(), Timer::StartDeadline);
+        if self.next_round >= self.cfg.num_rounds {
+            self.finish("completed");
+        }
+        while let Some(e) = self.port.recv().await {
+            if matches!(self.phase, Phase::Done) {
+                continue;
+            }
+            self.handle(e);
+        }
+        ServerOutcome {
+            rounds: self.rounds,
+            global: self.global,
+            cross_site: self.cross_site,
+        }
+    }
+
+    fn give_up_after(&self) -> Micros {
+        self.cfg.round_timeout.max(self.cfg.heart_beat_timeout)
+    }
+
+    fn handle(&mut self, e: Envelope) {
+        match e.payload {
+            Payload::Wire { method, frame } => {
+                let client = (e.from - 2) as u32;
+                match wire::unframe(frame) {
+                    Ok(msg) => self.on_message(client, method, msg),
+                    Err(err) => self.on_damaged(client, method, &err.to_string()),
+                }
+            }
+            Payload::Timer(t) => self.on_timer(t),
+            Payload::Control(_) | Payload::Env(_) => {}
+        }
+    }
+
+    fn round_no(&self) -> Option<u32> {
+        match &self.phase {
+            Phase::Training(o) => Some(o.r),
+            _ => None,
+        }
+    }
+
+    fn on_damaged(&mut self, client: u32, method: Method, err: &str) {
+        let detail = vec![
+            ("method", method.topic().into()),
+            ("error", err.to_string().into()),
+        ];
+        self.port.emit(
+            self.round_no(),
+            SimEvent::MessageCorrupted,
+            Some(client),
+            detail,
+        );
+        if method == Method::SubmitUpdate {
+            self.reject(client, Reject::Corrupt, None);
+        }
+    }
+
+    fn on_message(&mut self, client: u32, method: Method, msg: Message) {
+        let res = match method {
+            Method::Register => wire::body(&msg).map(|b| self.on_register(client, &msg.id, b)),
+            Method::Heartbeat => wire::body(&msg).map(|b| self.on_heartbeat(client, &msg.id, b)),
+            Method::GetTask => wire::body(&msg).map(|b| self.on_get_task(client, &msg.id, b)),
+            Method::SubmitUpdate => wire::body(&msg).map(|b| self.on_submit(client, &msg.id, b)),
+            Method::Quit => wire::body(&msg).map(|b| self.on_quit(client, &msg.id, b)),
+            Method::Reply => Ok(()),
+        };
+        if let Err(err) = res {
+            self.on_damaged(client, method, &err.to_string());
+        }
+    }
+
+    // ---- replies -------------------------------------------------------------------------
+
+    fn send(&mut self, client: u32, msg: Message) {
+        let frame = wire::frame(&msg);
+        self.port.send(
+            Actor::Client(client),
+            0,
+            Payload::Wire {
+                method: Method::Reply,
+                frame,
+            },
+        );
+    }
+
+    fn summary(&mut self, client: u32, req: &str, token: Option<String>, refused: bool) {
+        let s = pb::FederatedSummary {
+            comment: String::new(),
+            token: token.map(|t| pb::Token { token: t }),
+            current_round: self.next_round as i32,
+            num_rounds: self.cfg.num_rounds as i32,
+            refused,
+        };
+        let m = wire::reply(&mut self.ids, req, types::SUMMARY, s.encode_to_vec().into());
+        self.send(client, m);
+    }
+
+    fn refuse(&mut self, client: u32, req: &str, why: &str) {
+        let m = wire::error(&mut self.ids, req, why);
+        self.send(client, m);
+    }
+
+    /// The registered client behind `token`, if it is `client`'s.
+    fn check_token(&self, client: u32, token: &str) -> bool {
+        self.tokens.get(token) == Some(&client)
+    }
+
+    // ---- registration, heartbeats, quits ------------------------------------------------
+
+    fn on_register(&mut self, client: u32, req: &str, login: pb::ClientLogin) {
+        if let Some(r) = self.clients.get(&client) {
+            let token = r.token.clone();
+            self.touch(client);
+            return self.summary(client, req, Some(token), false);
+        }
+        if self.clients.len() >= self.cfg.max_num_clients {
+            let detail = vec![("max_num_clients", self.cfg.max_num_clients.into())];
+            self.port.emit(
+                self.round_no(),
+                SimEvent::LoginRefused,
+                Some(client),
+                detail,
+            );
+            return self.summary(client, req, None, true);
+        }
+        let token = self.ids.next_id();
+        self.tokens.insert(token.clone(), client);
+        let reg = Registered {
+            token: token.clone(),
+            last_seen: 0,
+            parked: None,
+            served: None,
+        };
+        self.clients.insert(client, reg);
+        self.touch(client);
+        let detail = vec![("samples", (login.num_samples.max(0) as u64).into())];
+        self.port.emit(
+            self.round_no(),
+            EventType::ClientRegister,
+            Some(client),
+            detail,
+        );
+        self.summary(client, req, Some(token), false);
+        if matches!(self.phase, Phase::Waiting) {
+            self.maybe_schedule_start();
+        }
+    }
+
+    fn on_heartbeat(&mut self, client: u32, req: &str, s: pb::ClientState) {
+        if !self.check_token(client, &s.token) {
+            return self.refuse(client, req, "unknown token");
+        }
+        self.touch(client);
+        self.summary(client, req, None, false);
+    }
+
+    fn on_quit(&mut self, client: u32, req: &str, s: pb::ClientState) {
+        if !self.check_token(client, &s.token) {
+            return self.refuse(client, req, "unknown token");
+        }
+        self.forget(client);
+        self.port
+            .emit(self.round_no(), EventType::ClientQuit, Some(client), vec![]);
+        self.summary(client, req, None, false);
+        self.check_progress();
+    }
+
+    /// Notes that `client` was heard from now, pushing back its heartbeat deadline.
+    fn touch(&mut self, client: u32) {
+        let now = self.port.now();
+        let Some(r) = self.clients.get_mut(&client) else {
+            return;
+        };
+        self.deadlines
+            .remove(&(r.last_seen + self.cfg.heart_beat_timeout, client));
+        r.last_seen = now;
+        let deadline = now + self.cfg.heart_beat_timeout;
+        self.deadlines.insert((deadline, client));
+        self.arm_check();
+    }
+
+    fn arm_check(&mut self) {
+        let Some(&(first, _)) = self.deadlines.first() else {
+            return;
+        };
+        if self.check_at.is_none_or(|t| t > first) {
+            self.check_at = Some(first);
+            self.port
+                .timer(first - self.port.now().min(first), Timer::HeartbeatCheck);
+        }
+    }
+
+    fn forget(&mut self, client: u32) {
+        if let Some(r) = self.clients.remove(&client) {
+            self.tokens.remove(&r.token);
+            self.deadlines
+                .remove(&(r.last_seen + self.cfg.heart_beat_timeout, client));
+        }
+    }
+
+    fn on_heartbeat_check(&mut self) {
+        let now = self.port.now();
+        if self.check_at.is_some_and(|t| t <= now) {
+            self.check_at = None;
+        }
+        let expired: Vec<u32> = self
+            .deadlines
+            .iter()
+            .take_while(|(d, _)| *d <= now)
+            .map(|(_, c)| *c)
+            .collect();
+        for c in &expired {
+            self.forget(*c);
+            let detail = vec![("reason", "heartbeat_timeout".into())];
+            self.port
+                .emit(self.round_no(), SimEvent::ClientRemoved, Some(*c), detail);
+        }
+        self.arm_check();
+        if !expired.is_empty() {
+            self.check_progress();
+        }
+    }
+
+    // ---- rounds ---------------------------------------------------------------------------
+
+    fn maybe_schedule_start(&mut self) {
+        if !self.start_pending && self.clients.len() >= self.cfg.min_num_clients.max(1) {
+            self.start_pending = true;
+            // A timer at this same instant fires after every message due now is handled, so
+            // clients registering at the same moment are all in the draw.
+            self.port.timer(0, Timer::StartRound);
+        }
+    }
+
+    fn on_timer(&mut self, t: Timer) {
+        match t {
+            Timer::StartRound => {
+                self.start_pending = false;
+                if matches!(self.phase, Phase::Waiting)
+                    && self.clients.len() >= self.cfg.min_num_clients.max(1)
+                {
+                    self.start_round();
+                }
+            }
+            Timer::StartDeadline => {
+                if matches!(self.phase, Phase::Waiting) && !self.start_pending {
+                    let (now, limit) = (self.port.now(), self.give_up_at_least());
+                    if now >= limit {
+                        self.finish("not_enough_clients");
+                    } else {
+                        self.port.timer(limit - now, Timer::StartDeadline);
+                    }
+                }
+            }
+            Timer::RoundTimeout(r) if self.round_no() == Some(r) => {
+                let detail = vec![("after_us", self.cfg.round_timeout.into())];
+                self.port
+                    .emit(Some(r), SimEvent::RoundTimeout, None, detail);
+                self.aggregate(true);
+            }
+            Timer::WaitAfterMin(r) if self.round_no() == Some(r) => self.aggregate(false),
+            Timer::HeartbeatCheck => self.on_heartbeat_check(),
+            Timer::CrossSiteTimeout(step) => self.cross_site_timeout(step),
+            _ => {}
+        }
+    }
+
+    /// The earliest time a stuck server may give up: one give-up period after the last
+    /// registration or round end.
+    fn give_up_at_least(&self) -> Micros {
+        let last = self
+            .clients
+            .values()
+            .map(|r| r.last_seen)
+            .max()
+            .unwrap_or(0);
+        let ended = self.rounds.last().map_or(0, |s| s.t_us);
+        last.max(ended) + self.give_up_after()
+    }
+
+    fn sample(&self, r: u32) -> BTreeSet<u32> {
+        let mut live: Vec<u32> = self.clients.keys().copied().collect();
+        let k = self.cfg.clients_per_round;
+        if k == 0 || k >= live.len() {
+            return live.into_iter().collect();
+        }
+        let mut rng = rng::stream(self.seed, "sample", NONE, u64::from(r));
+        for i in 0..k {
+            let j = rand::Rng::random_range(&mut rng, i..live.len());
+            live.swap(i, j);
+        }
+        live.truncate(k);
+        live.into_iter().collect()
+    }
+
+    fn meta(&self, r: u32) -> pb::MetaData {
+        let now = self.port.now();
+        pb::MetaData {
+            current_round: r as i32,
+            num_rounds: self.cfg.num_rounds as i32,
+            run_number: 0,
+            created: Some(prost_types::Timestamp {
+                seconds: (now / 1_000_000) as i64,
+                nanos: ((now % 1_000_000) * 1000) as i32,
+            }),
+        }
+    }
+
+    fn encode_task(
+        &mut self,
+        meta: pb::MetaData,
+        name: &str,
+        model: ModelData,
+        train: bool,
+    ) -> Bytes {
+        let data = match self.chain.encode(model) {
+            Ok(d) => d,
+            Err(_) => ModelData::default(),
+        };
+        let task = pb::CurrentTask {
+            meta_data: Some(meta),
+            data: Some(data),
+            task_name: name.into(),
+            should_train: train,
+        };
+        task.encode_to_vec().into()
+    }
+
+    fn start_round(&mut self) {
+        let r = self.next_round;
+        let selected = self.sample(r);
+        let detail = vec![
+            ("selected", selected.len().into()),
+            ("live", self.clients.len().into()),
+        ];
+        self.port.emit(Some(r), EventType::StartRound, None, detail);
+        let md = (*self.global_md).clone();
+        let task = self.encode_task(self.meta(r), "train", md, true);
+        self.port
+            .timer(self.cfg.round_timeout, Timer::RoundTimeout(r));
+        let parked: Vec<(u32, String)> = selected
+            .iter()
+            .filter_map(|c| {
+                self.clients
+                    .get_mut(c)
+                    .and_then(|reg| reg.parked.take().map(|p| (*c, p)))
+            })
+            .collect();
+        self.phase = Phase::Training(OpenRound {
+            r,
+            selected,
+            updates: BTreeMap::new(),
+            rejected: 0,
+            waiting_since_min: false,
+            task,
+        });
+        for (c, req) in parked {
+            self.serve_round(c, &req);
+        }
+    }
+
+    fn serve_round(&mut self, client: u32, req: &str) {
+        let Phase::Training(open) = &self.phase else {
+            return;
+        };
+        let (r, task) = (open.r, open.task.clone());
+        if let Some(reg) = self.clients.get_mut(&client) {
+            reg.served = Some(r);
+        }
+        self.port
+            .emit(Some(r), EventType::GetModel, Some(client), vec![]);
+        let m = wire::reply(&mut self.ids, req, types::TASK, task);
+        let detail = vec![("bytes", m.body.len().into())];
+        self.port
+            .emit(Some(r), EventType::SendModel, Some(client), detail);
+        self.send(client, m);
+    }
+
+    fn on_get_task(&mut self, client: u32, req: &str, s: pb::ClientState) {
+        if !self.check_token(client, &s.token) {
+            return self.refuse(client, req, "unknown token");
+        }
+        self.touch(client);
+        let served = self.clients.get(&client).and_then(|r| r.served);
+        match &self.phase {
+            Phase::Training(o) if o.selected.contains(&client) && served != Some(o.r) => {
+                self.serve_round(client, req)
+            }
+            Phase::CrossSite(x)
+                if x.expected.contains(&client) && served != Some(self.cross_step_mark(x.step)) =>
+            {
+                self.serve_cross_site(client, req)
+            }
+            _ => {
+                if let Some(r) = self.clients.get_mut(&client) {
+                    r.parked = Some(req.to_string());
+                }
+            }
+        }
+    }
+
+    fn on_submit(&mut self, client: u32, req: &str, c: pb::Contribution) {
+        let token = c
+            .client
+            .as_ref()
+            .map(|s| s.token.as_str())
+            .unwrap_or_default();
+        let for_round = c.meta_data.as_ref().map(|m| m.current_round.max(0) as u32);
+        if !self.check_token(client, token) {
+            self.reject(client, Reject::UnknownToken, for_round);
+            return self.refuse(client, req, "unknown token");
+        }
+        self.touch(client);
+        match c.r#type.as_str() {
+            "best_model" | "validation" => self.on_cross_site_submit(client, c),
+            _ => self.on_train_submit(client, c, for_round),
+        }
+        self.summary(client, req, None, false);
+    }
+
+    fn on_train_submit(&mut self, client: u32, c: pb::Contribution, for_round: Option<u32>) {
+        let Phase::Training(open) = &self.phase else {
+            return self.reject(client, Reject::Late, for_round);
+        };
+        if for_round != Some(open.r) {
+            return self.reject(client, Reject::Late, for_round);
+        }
+        if open.updates.contains_key(&client) {
+            return self.reject(client, Reject::Duplicate, for_round);
+        }
+        let params = match self.decode_params(c.data.unwrap_or_default()) {
+            Ok(p) => p,
+            Err(_) => return self.reject(client, Reject::Corrupt, for_round),
+        };
+        let train_loss = c.metrics.get("train_loss").copied().unwrap_or(f64::NAN);
+        let detail = vec![("n_iter", (c.n_iter.max(0) as u64).into())];
+        self.port.emit(
+            for_round,
+            EventType::ReceiveContribution,
+            Some(client),
+            detail,
+        );
+        if let Phase::Training(open) = &mut self.phase {
+            open.updates.insert(
+                client,
+                Accepted {
+                    weight: c.n_iter.max(0) as f64,
+                    params,
+                    train_loss,
+                },
+            );
+        }
+        self.check_progress();
+    }
+
+    fn decode_params(&mut self, md: ModelData) -> Result<Params, String> {
+        let md = self.chain.decode(md).map_err(|e| e.to_string())?;
+        Params::from_model_data(&md, &self.global).map_err(|e| e.to_string())
+    }
+
+    fn reject(&mut self, client: u32, why: Reject, for_round: Option<u32>) {
+        let round = self.round_no();
+        if let Phase::Training(open) = &mut self.phase {
+            open.rejected += 1;
+        }
+        let mut detail = vec![("reason", why.as_str().into())];
+        if let Some(r) = for_round {
+            detail.push(("for_round", r.into()));
+        }
+        self.port
+            .emit(round, SimEvent::ContributionRejected, Some(client), detail);
+    }
+
+    /// Closes the round or cross-site step if what it waits for is in.
+    fn check_progress(&mut self) {
+        match &mut self.phase {
+            Phase::Training(open) => {
+                let all_in = open
+                    .selected
+                    .iter()
+                    .filter(|c| self.clients.contains_key(c))
+                    .all(|c| open.updates.contains_key(c));
+                if all_in {
+                    return self.aggregate(false);
+                }
+                if open.updates.len() >= self.cfg.min_num_clients.max(1) && !open.waiting_since_min
+                {
+                    open.waiting_since_min = true;
+                    if self.cfg.wait_after_min_clients == 0 {
+                        return self.aggregate(false);
+                    }
+                    let r = open.r;
+                    self.port
+                        .timer(self.cfg.wait_after_min_clients, Timer::WaitAfterMin(r));
+                }
+            }
+            Phase::CrossSite(_) => self.check_cross_site(),
+            Phase::Waiting => self.maybe_schedule_start(),
+            Phase::Done => {}
+        }
+    }
+
+    fn aggregate(&mut self, timed_out: bool) {
+        let Phase::Training(open) = std::mem::replace(&mut self.phase, Phase::Waiting) else {
+            return;
+        };
+        let r = open.r;
+        let n = open.updates.len();
+        self.port.emit(
+            Some(r),
+            EventType::BeforeAggregation,
+            None,
+            vec![("contributions", n.into())],
+        );
+        let updates: Vec<Update> = open
+            .updates
+            .iter()
+            .map(|(c, a)| Update {
+                client: *c,
+                weight: a.weight,
+                params: &a.params,
+            })
+            .collect();
+        if !updates.is_empty() {
+            self.global = self.aggregator.aggregate(&self.global, &updates);
+            self.global_md = Arc::new(self.global.to_model_data());
+        }
+        let detail = vec![("aggregated", n.into())];
+        self.port.emit_with_model(
+            Some(r),
+            EventType::EndAggregation,
+            None,
+            detail,
+            Some(self.global_md.clone()),
+        );
+        let m = self.model.evaluate(&self.global, &self.test);
+        let weight: f64 = open.updates.values().map(|a| a.weight).sum();
+        let train_loss = if weight > 0.0 {
+            open.updates
+                .values()
+                .map(|a| a.weight * a.train_loss)
+                .sum::<f64>()
+                / weight
+        } else {
+            f64::NAN
+        };
+        self.rounds.push(RoundStats {
+            round: r,
+            t_us: self.port.now(),
+            selected: open.selected.len(),
+            contributed: n,
+            rejected: open.rejected,
+            aggregated: n,
+            train_loss,
+            test_loss: m.loss,
+            test_accuracy: m.accuracy,
+            timed_out,
+            bytes_up: 0,
+            bytes_down: 0,
+        });
+        let detail = vec![
+            ("test_accuracy", m.accuracy.into()),
+            ("test_loss", m.loss.into()),
+        ];
+        self.port.emit(Some(r), EventType::EndRound, None, detail);
+        self.next_round += 1;
+        if self.next_round >= self.cfg.num_rounds {
+            return self.after_training();
+        }
+        if self.clients.len() >= self.cfg.min_num_clients.max(1) {
+            self.start_round();
+        } else {
+            self.port.timer(self.give_up_after(), Timer::StartDeadline);
+        }
+    }
+
+    fn finish(&mut self, reason: &'static str) {
+        let detail = vec![
+            ("reason", reason.into()),
+            ("rounds", self.rounds.len().into()),
+        ];
+        self.port.emit(None, SimEvent::RunEnd, None, detail);
+        self.phase = Phase::Done;
+        self.port.finish();
+    }
+
+    // ---- cross-site validation -------------------------------------------------------------
+
+    /// The `served` mark of a cross-site step: past every round number.
+    fn cross_step_mark(&self, step: u8) -> u32 {
+        u32::MAX - 1 + u32::from(step)
+    }
+
+    fn after_training(&mut self) {
+        if !self.cfg.cross_site_validation {
+            return self.finish("completed");
+        }
+        let meta = self.meta(self.next_round);
+        let task = self.encode_task(meta, "submit_best_model", ModelData::default(), false);
+        let expected: BTreeSet<u32> = self.clients.keys().copied().collect();
+        self.phase = Phase::CrossSite(CrossSite {
+            step: 0,
+            expected,
+            best: BTreeMap::new(),
+            results: BTreeMap::new(),
+            task,
+        });
+        self.port
+            .timer(self.cfg.round_timeout, Timer::CrossSiteTimeout(0));
+        self.serve_parked_cross_site();
+    }
+
+    fn serve_parked_cross_site(&mut self) {
+        let Phase::CrossSite(x) = &self.phase else {
+            return;
+        };
+        let parked: Vec<(u32, String)> = x
+            .expected
+            .clone()
+            .into_iter()
+            .filter_map(|c| {
+                self.clients
+                    .get_mut(&c)
+                    .and_then(|r| r.parked.take().map(|p| (c, p)))
+            })
+            .collect();
+        for (c, req) in parked {
+            self.serve_cross_site(c, &req);
+        }
+    }
+
+    fn serve_cross_site(&mut self, client: u32, req: &str) {
+        let Phase::CrossSite(x) = &self.phase else {
+            return;
+        };
+        let (step, task, models) = (x.step, x.task.clone(), x.best.len() + 1);
+        let mark = self.cross_step_mark(step);
+        if let Some(r) = self.clients.get_mut(&client) {
+            r.served = Some(mark);
+        }
+        if step == 1 {
+            self.port.emit(
+                None,
+                EventType::SendBestModel,
+                Some(client),
+                vec![("models", models.into())],
+            );
+        }
+        let m = wire::reply(&mut self.ids, req, types::TASK, task);
+        self.send(client, m);
+    }
+
+    fn on_cross_site_submit(&mut self, client: u32, c: pb::Contribution) {
+        let step = match &self.phase {
+            Phase::CrossSite(x) => x.step,
+            _ => return,
+        };
+        if c.r#type == "best_model" && step == 0 {
+            if let Ok(p) = self.decode_params(c.data.unwrap_or_default()) {
+                if let Phase::CrossSite(x) = &mut self.phase {
+                    x.best.insert(client, p);
+                }
+            }
+        } else if c.r#type == "validation" && step == 1 {
+            let detail = vec![("models", c.metrics.len().into())];
+            self.port.emit(
+                None,
+                EventType::ReceiveValidationResults,
+                Some(client),
+                detail,
+            );
+            if let Phase::CrossSite(x) = &mut self.phase {
+                x.results.insert(client, c.metrics.into_iter().collect());
+            }
+        }
+        self.check_cross_site();
+    }
+
+    fn check_cross_site(&mut self) {
+        let Phase::CrossSite(x) = &self.phase else {
+            return;
+        };
+        let live = x.expected.iter().filter(|c| self.clients.contains_key(c));
+        let done = match x.step {
+            0 => live.clone().all(|c| x.best.contains_key(c)),
+            _ => live.clone().all(|c| x.results.contains_key(c)),
+        };
+        if done {
+            self.cross_site_timeout(x.step);
+        }
+    }
+
+    fn cross_site_timeout(&mut self, step: u8) {
+        let Phase::CrossSite(x) = &mut self.phase else {
+            return;
+        };
+        if x.step != step {
+            return;
+        }
+        if step == 0 {
+            let mut md = ModelData::default();
+            for (c, p) in &x.best {
+                for (k, v) in p.to_model_data().params {
+                    md.params.insert(format!("{}/{k}", client_name(*c)), v);
+                }
+            }
+            for (k, v) in &self.global_md.params {
+                md.params.insert(format!("server/{k}"), v.clone());
+            }
+            x.step = 1;
+            x.expected = self.clients.keys().copied().collect();
+            let meta = self.meta(self.next_round);
+            let task = self.encode_task(meta, "validate", md, false);
+            if let Phase::CrossSite(x) = &mut self.phase {
+                x.task = task;
+            }
+            self.port
+                .timer(self.cfg.round_timeout, Timer::CrossSiteTimeout(1));
+            return self.serve_parked_cross_site();
+        }
+        self.cross_site = Some(matrix(x));
+        self.finish("completed");
+    }
+}
+
+fn matrix(x: &CrossSite) -> CrossSiteMatrix {
+    let mut models: Vec<String> = x.best.keys().map(|c| client_name(*c)).collect();
+    models.push("server".into());
+    let clients: Vec<String> = x.results.keys().map(|c| client_name(*c)).collect();
+    let accuracy = x
+        .results
+        .values()
+        .map(|row| models.iter().map(|m| row.get(m).copied()).collect())
+        .collect();
+    CrossSiteMatrix {
+        models,
+        clients,
+        accuracy,
+    }
+}
