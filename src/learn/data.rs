@@ -175,6 +175,37 @@ impl DataSpec {
     }
 }
 
+/// A [`DataSpec`] bound to a seed, with what every client shares drawn once. Generating many
+/// clients' data through one `DataGen` gives the same data as through the spec, only faster.
+#[derive(Debug, Clone)]
+pub struct DataGen {
+    spec: DataSpec,
+    seed: u64,
+    w_true: Array2<f32>,
+}
+
+impl DataGen {
+    /// The spec this generator follows.
+    pub fn spec(&self) -> &DataSpec {
+        &self.spec
+    }
+
+    /// Client `client`'s data.
+    pub fn client_data(&self, client: u64) -> ClientData {
+        self.spec.client_data_with(self.seed, client, &self.w_true)
+    }
+
+    /// The server's global test set over `0..clients`.
+    pub fn global_test(&self, clients: u64) -> Dataset {
+        self.spec.global_test_with(self.seed, clients, &self.w_true)
+    }
+
+    /// How many samples client `client` has.
+    pub fn sample_count(&self, client: u64) -> usize {
+        self.spec.sample_count(self.seed, client)
+    }
+}
+
 /// One client's data: what it trains on and what it tests on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientData {
@@ -205,14 +236,35 @@ impl DataSpec {
         }
     }
 
-    fn client_dist(&self, seed: u64, client: u64) -> ClientDist {
+    /// The global `w_true` of the W1 and regression generators, drawn once per seed.
+    fn w_true(&self, seed: u64) -> Array2<f32> {
+        match self.generator {
+            Generator::W1 { .. } | Generator::Regression { .. } => normal_matrix(
+                &mut rng::stream(seed, "w-true", NONE, NONE),
+                self.features,
+                self.outputs(),
+                0.0,
+                1.0,
+            ),
+            Generator::Synthetic { .. } => Array2::zeros((0, 0)),
+        }
+    }
+
+    /// A generator for `seed`, which draws what all clients share once.
+    pub fn generator(&self, seed: u64) -> DataGen {
+        DataGen {
+            spec: self.clone(),
+            seed,
+            w_true: self.w_true(seed),
+        }
+    }
+
+    fn client_dist(&self, seed: u64, client: u64, w_true: &Array2<f32>) -> ClientDist {
         let (d, c) = (self.features, self.outputs());
         let mut r = rng::stream(seed, "client-dist", client, NONE);
         match self.generator {
             Generator::W1 { noise } | Generator::Regression { noise } => {
-                let w_true =
-                    normal_matrix(&mut rng::stream(seed, "w-true", NONE, NONE), d, c, 0.0, 1.0);
-                let w = w_true + normal_matrix(&mut r, d, c, 0.0, noise);
+                let w = w_true + &normal_matrix(&mut r, d, c, 0.0, noise);
                 let m: f64 = r.sample(StandardNormal);
                 ClientDist {
                     w,
@@ -241,8 +293,17 @@ impl DataSpec {
 
     /// Client `client`'s data, generated from its own streams.
     pub fn client_data(&self, seed: u64, client: u64) -> ClientData {
+        self.generator(seed).client_data(client)
+    }
+
+    /// The server's test set: fresh samples from clients spread evenly over `0..clients`.
+    pub fn global_test(&self, seed: u64, clients: u64) -> Dataset {
+        self.generator(seed).global_test(clients)
+    }
+
+    fn client_data_with(&self, seed: u64, client: u64, w_true: &Array2<f32>) -> ClientData {
         let n = self.sample_count(seed, client);
-        let dist = self.client_dist(seed, client);
+        let dist = self.client_dist(seed, client, w_true);
         let mut r = rng::stream(seed, "data", client, NONE);
         let quotas = self
             .label_skew
@@ -261,14 +322,13 @@ impl DataSpec {
         ClientData { train, test }
     }
 
-    /// The server's test set: fresh samples from clients spread evenly over `0..clients`.
-    pub fn global_test(&self, seed: u64, clients: u64) -> Dataset {
+    fn global_test_with(&self, seed: u64, clients: u64, w_true: &Array2<f32>) -> Dataset {
         let k = (self.global_test_clients as u64).clamp(1, clients.max(1));
         let step = (clients / k).max(1);
         let parts: Vec<Dataset> = (0..k)
             .map(|i| {
                 let client = i * step;
-                let dist = self.client_dist(seed, client);
+                let dist = self.client_dist(seed, client, w_true);
                 let mut r = rng::stream(seed, "global-test", client, NONE);
                 self.draw(&dist, &mut r, self.global_test_samples, None)
             })
@@ -302,50 +362,85 @@ impl DataSpec {
         quotas
     }
 
-    /// Draws `n` samples. With quotas, a sample whose class is full is redrawn, up to 64·n
-    /// tries; after that the remaining rows take whatever class comes (rare classes of a
-    /// client's distribution may be unreachable).
+    /// Draws `n` samples. With quotas, candidates whose class is full are dropped and more are
+    /// drawn, up to 64·n candidates in all; after that the remaining rows take whatever class
+    /// comes (rare classes of a client's distribution may be unreachable).
     fn draw(
         &self,
         dist: &ClientDist,
         r: &mut Stream,
         n: usize,
-        mut quotas: Option<Vec<usize>>,
+        quotas: Option<Vec<usize>>,
     ) -> Dataset {
-        let d = self.features;
-        let mut x = Array2::<f32>::zeros((n, d));
-        let mut classes = Vec::with_capacity(n);
-        let mut values = Vec::with_capacity(n);
-        let mut row = Array1::<f32>::zeros(d);
-        let mut tries = 0usize;
-        let mut i = 0;
-        while i < n {
-            for j in 0..d {
-                row[j] = dist.mean[j] + dist.std[j] * normal(r) as f32;
-            }
-            let out = row.dot(&dist.w) + &dist.b;
-            if self.is_classification() {
-                let class = argmax(out.as_slice().expect("contiguous"));
-                tries += 1;
-                if let Some(q) = quotas.as_mut() {
-                    if q[class] == 0 && tries < 64 * n {
-                        continue;
-                    }
-                    q[class] = q[class].saturating_sub(1);
-                }
-                classes.push(class as u32);
-            } else {
-                values.push(out[0] + 0.1 * normal(r) as f32);
-            }
-            x.row_mut(i).assign(&row);
-            i += 1;
+        let (x, out) = self.candidates(dist, r, n);
+        if !self.is_classification() {
+            let y = out
+                .column(0)
+                .iter()
+                .map(|v| v + 0.1 * normal(r) as f32)
+                .collect();
+            return Dataset {
+                x,
+                y: Targets::Values(y),
+            };
         }
-        let y = if self.is_classification() {
-            Targets::Classes(classes)
-        } else {
-            Targets::Values(values)
+        let classes: Vec<u32> = out
+            .outer_iter()
+            .map(|row| argmax(row.as_slice().expect("row-major")) as u32)
+            .collect();
+        let Some(mut quotas) = quotas else {
+            return Dataset {
+                x,
+                y: Targets::Classes(classes),
+            };
         };
-        Dataset { x, y }
+        let mut rows: Vec<(ndarray::Array1<f32>, u32)> = Vec::with_capacity(n);
+        let (mut x, mut classes, mut drawn) = (x, classes, n);
+        loop {
+            for (row, &k) in x.outer_iter().zip(&classes) {
+                let give_up = drawn >= 64 * n;
+                if rows.len() < n && (quotas[k as usize] > 0 || give_up) {
+                    quotas[k as usize] = quotas[k as usize].saturating_sub(1);
+                    rows.push((row.to_owned(), k));
+                }
+            }
+            if rows.len() >= n {
+                break;
+            }
+            let (nx, out) = self.candidates(dist, r, n);
+            classes = out
+                .outer_iter()
+                .map(|row| argmax(row.as_slice().expect("row-major")) as u32)
+                .collect();
+            x = nx;
+            drawn += n;
+        }
+        let mut xs = Array2::<f32>::zeros((n, self.features));
+        for (i, (row, _)) in rows.iter().enumerate() {
+            xs.row_mut(i).assign(row);
+        }
+        Dataset {
+            x: xs,
+            y: Targets::Classes(rows.into_iter().map(|(_, k)| k).collect()),
+        }
+    }
+
+    /// `m` feature rows from the client's distribution and their outputs `x·w + b`.
+    fn candidates(
+        &self,
+        dist: &ClientDist,
+        r: &mut Stream,
+        m: usize,
+    ) -> (Array2<f32>, Array2<f32>) {
+        let d = self.features;
+        let mut x = Array2::<f32>::zeros((m, d));
+        for mut row in x.outer_iter_mut() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = dist.mean[j] + dist.std[j] * normal(r) as f32;
+            }
+        }
+        let out = x.dot(&dist.w) + &dist.b;
+        (x, out)
     }
 }
 

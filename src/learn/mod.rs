@@ -3,5 +3,5 @@
 pub mod data;
 pub mod model;
 
-pub use data::{ClientData, DataSpec, Dataset, Generator, Targets};
+pub use data::{ClientData, DataGen, DataSpec, Dataset, Generator, Targets};
 pub use model::{zeros_like, Metrics, ModelKind, Params, TrainConfig};

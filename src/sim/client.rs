@@ -14,14 +14,14 @@ use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, TransformChain};
-use crate::learn::{ClientData, DataSpec, ModelKind, Params, TrainConfig};
+use crate::learn::{ClientData, DataGen, ModelKind, Params, TrainConfig};
 use crate::rng::{self, NONE};
 
 /// What every client shares.
 pub(crate) struct ClientCommon {
     pub seed: u64,
     pub model: ModelKind,
-    pub data: DataSpec,
+    pub data: DataGen,
     pub training: TrainConfig,
     pub heart_beat_interval: Micros,
     /// The model's tensors, to check what arrives.
@@ -134,10 +134,7 @@ impl Client {
     }
 
     fn register(&mut self) {
-        let samples = self
-            .common
-            .data
-            .sample_count(self.common.seed, u64::from(self.id));
+        let samples = self.common.data.sample_count(u64::from(self.id));
         let login = pb::ClientLogin {
             client_id: client_name(self.id),
             token: String::new(),
@@ -337,10 +334,10 @@ impl Client {
     }
 
     fn data(&mut self) -> Arc<ClientData> {
-        let (seed, id) = (self.common.seed, u64::from(self.id));
+        let id = u64::from(self.id);
         let common = &self.common;
         self.data
-            .get_or_insert_with(|| Arc::new(common.data.client_data(seed, id)))
+            .get_or_insert_with(|| Arc::new(common.data.client_data(id)))
             .clone()
     }
 
@@ -366,9 +363,9 @@ impl Client {
                 return self.ask_for_task();
             }
         };
-        let data = self.data();
-        let c = &self.common;
-        let (params, loss) = train(c.model, c.training, c.threads, global, data.clone()).await;
+        let (data, params, loss) =
+            train(self.common.clone(), self.id, self.data.clone(), global).await;
+        self.data = Some(data.clone());
         let n_iter = (data.train.len() * self.common.training.local_epochs) as i64;
         let encoded = match self.chain.encode(params.to_model_data()) {
             Ok(md) => md,
@@ -488,19 +485,23 @@ impl Client {
     }
 }
 
-/// Local training from `global` on `data`: on this thread, or on the blocking pool when
-/// `threads > 1` (which keeps the paused clock still while it runs). Same result either way.
+/// Local training from `global` on the client's data (generated first if this is its first
+/// round): on this thread, or on the blocking pool when `threads > 1`, which keeps the paused
+/// clock still while it runs. The result is the same either way.
 async fn train(
-    model: ModelKind,
-    cfg: TrainConfig,
-    threads: usize,
+    common: Arc<ClientCommon>,
+    id: u32,
+    cached: Option<Arc<ClientData>>,
     global: Params,
-    data: Arc<ClientData>,
-) -> (Params, f64) {
+) -> (Arc<ClientData>, Params, f64) {
+    let threads = common.threads;
     let work = move || {
+        let data = cached.unwrap_or_else(|| Arc::new(common.data.client_data(u64::from(id))));
         let mut p = global.clone();
-        let loss = model.train(&mut p, &data.train, &cfg, &global);
-        (p, loss)
+        let loss = common
+            .model
+            .train(&mut p, &data.train, &common.training, &global);
+        (data, p, loss)
     };
     if threads > 1 {
         tokio::task::spawn_blocking(work)

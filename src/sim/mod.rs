@@ -186,6 +186,7 @@ impl Simulation {
             })?,
         };
         let shared = Arc::new(Shared::default());
+        let data = cfg.data.generator(cfg.seed);
         let classes = if cfg.data.is_classification() {
             cfg.data.classes
         } else {
@@ -207,9 +208,7 @@ impl Simulation {
             aggregator,
             model: cfg.model,
             global: template.clone(),
-            test: cfg
-                .data
-                .global_test(cfg.seed, u64::from(cfg.initial_clients.max(1))),
+            test: data.global_test(u64::from(cfg.initial_clients.max(1))),
         };
         let server = Server::new(Port::new(Actor::Server, rx, shared.clone()), setup);
         let server = tokio::spawn(server.run());
@@ -217,7 +216,7 @@ impl Simulation {
         let common = Arc::new(ClientCommon {
             seed: cfg.seed,
             model: cfg.model,
-            data: cfg.data.clone(),
+            data: data.clone(),
             training: cfg.training,
             heart_beat_interval: cfg.server.heart_beat_interval.max(1),
             template: template.clone(),
@@ -263,10 +262,7 @@ impl Simulation {
             r.bytes_up = t.up;
             r.bytes_down = t.down;
         }
-        let test = cfg
-            .data
-            .global_test(cfg.seed, u64::from(cfg.initial_clients.max(1)));
-        let metrics = cfg.model.evaluate(&outcome.global, &test);
+        let metrics = outcome.final_metrics;
         Ok(RunResult {
             name: cfg.name.clone(),
             seed: cfg.seed,

@@ -60,6 +60,8 @@ pub struct CrossSiteMatrix {
 /// What the server leaves behind.
 pub(crate) struct ServerOutcome {
     pub rounds: Vec<RoundStats>,
+    /// The final model on the global test set.
+    pub final_metrics: crate::learn::Metrics,
     pub global: Params,
     pub cross_site: Option<CrossSiteMatrix>,
 }
@@ -133,6 +135,8 @@ pub(crate) struct Server {
     phase: Phase,
     next_round: u32,
     start_pending: bool,
+    /// The last registration or round end: a waiting server gives up a while after it.
+    last_progress: Micros,
     rounds: Vec<RoundStats>,
     cross_site: Option<CrossSiteMatrix>,
 }
@@ -178,6 +182,7 @@ impl Server {
             check_at: None,
             phase: Phase::Waiting,
             start_pending: false,
+            last_progress: 0,
             rounds: Vec::new(),
             cross_site: None,
         }
@@ -196,6 +201,7 @@ impl Server {
             self.handle(e);
         }
         ServerOutcome {
+            final_metrics: self.model.evaluate(&self.global, &self.test),
             rounds: self.rounds,
             global: self.global,
             cross_site: self.cross_site,
@@ -312,6 +318,7 @@ impl Server {
             return self.summary(client, req, None, true);
         }
         let token = self.ids.next_id();
+        self.last_progress = self.port.now();
         self.tokens.insert(token.clone(), client);
         let reg = Registered {
             token: token.clone(),
@@ -430,14 +437,12 @@ impl Server {
                     self.start_round();
                 }
             }
-            Timer::StartDeadline => {
-                if matches!(self.phase, Phase::Waiting) && !self.start_pending {
-                    let (now, limit) = (self.port.now(), self.give_up_at_least());
-                    if now >= limit {
-                        self.finish("not_enough_clients");
-                    } else {
-                        self.port.timer(limit - now, Timer::StartDeadline);
-                    }
+            Timer::StartDeadline if matches!(self.phase, Phase::Waiting) && !self.start_pending => {
+                let (now, limit) = (self.port.now(), self.give_up_at_least());
+                if now >= limit {
+                    self.finish("not_enough_clients");
+                } else {
+                    self.port.timer(limit - now, Timer::StartDeadline);
                 }
             }
             Timer::RoundTimeout(r) if self.round_no() == Some(r) => {
@@ -501,10 +506,7 @@ impl Server {
         model: ModelData,
         train: bool,
     ) -> Bytes {
-        let data = match self.chain.encode(model) {
-            Ok(d) => d,
-            Err(_) => ModelData::default(),
-        };
+        let data = self.chain.encode(model).unwrap_or_default();
         let task = pb::CurrentTask {
             meta_data: Some(meta),
             data: Some(data),
@@ -674,9 +676,8 @@ impl Server {
                 if open.updates.len() >= self.cfg.min_num_clients.max(1) && !open.waiting_since_min
                 {
                     open.waiting_since_min = true;
-                    if self.cfg.wait_after_min_clients == 0 {
-                        return self.aggregate(false);
-                    }
+                    // Even with no wait, the timer lets contributions arriving at this same
+                    // instant in before the round closes.
                     let r = open.r;
                     self.port
                         .timer(self.cfg.wait_after_min_clients, Timer::WaitAfterMin(r));
@@ -752,6 +753,7 @@ impl Server {
         ];
         self.port.emit(Some(r), EventType::EndRound, None, detail);
         self.next_round += 1;
+        self.last_progress = self.port.now();
         if self.next_round >= self.cfg.num_rounds {
             return self.after_training();
         }

@@ -1,0 +1,291 @@
+//! The engine's faults, transports, handlers and determinism.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use fedsim::dist::Dist;
+use fedsim::fed_learn::{EventType, FLContext};
+use fedsim::sim::{
+    Action, Actor, EventHandler, EventRecord, Fault, Profile, SimEvent, Span, Trigger, SECOND,
+};
+use fedsim::{SimConfig, Simulation};
+
+/// A federation with every kind of trouble: varied devices and links, gzip + AES-GCM, lost and
+/// damaged messages, and scripted dropouts, lateness, slowdowns, joins, quits and a crash.
+fn eventful(seed: u64, threads: usize) -> SimConfig {
+    let mut cfg = small(16, 6, 500.0);
+    cfg.seed = seed;
+    cfg.threads = threads;
+    cfg.initial_clients = 14;
+    cfg.server.clients_per_round = 8;
+    cfg.server.min_num_clients = 5;
+    cfg.server.wait_after_min_clients = 3 * SECOND;
+    cfg.server.round_timeout = 60 * SECOND;
+    cfg.server.heart_beat_timeout = 120 * SECOND;
+    cfg.server.heart_beat_interval = 20 * SECOND;
+    cfg.server.cross_site_validation = true;
+    cfg.data.test_fraction = 0.25;
+    cfg.transport.gzip_level = Some(1);
+    cfg.transport.aes_key = Some([7; 32]);
+    cfg.transport.loss_rate = 0.01;
+    cfg.transport.corruption_rate = 0.01;
+    for p in &mut cfg.profiles {
+        *p = Profile {
+            per_sample_us: Dist::LogNormal {
+                mu: 7.0,
+                sigma: 1.0,
+            },
+            latency_us: Dist::Uniform {
+                low: 10_000.0,
+                high: 300_000.0,
+            },
+            bandwidth: Dist::Fixed(2e6),
+            per_round: true,
+        };
+    }
+    let f = |at, clients: Vec<u32>, action| Fault {
+        at,
+        clients,
+        action,
+    };
+    cfg.faults = vec![
+        f(
+            Trigger::Round(1),
+            vec![0, 1],
+            Action::Dropout(Span::Rounds(2)),
+        ),
+        f(
+            Trigger::Round(2),
+            vec![2, 3, 4, 5, 6, 7, 8, 9],
+            Action::Late { delay: 90 * SECOND },
+        ),
+        f(
+            Trigger::Round(1),
+            vec![10],
+            Action::Slow {
+                factor: 20.0,
+                span: Span::Time(30 * SECOND),
+                device: true,
+                link: true,
+            },
+        ),
+        f(Trigger::Time(20 * SECOND), vec![14, 15], Action::Join),
+        f(Trigger::Round(3), vec![11], Action::Quit),
+        f(Trigger::Round(2), vec![12], Action::Crash),
+        f(Trigger::Round(1), vec![13], Action::Corrupt { messages: 1 }),
+    ];
+    cfg
+}
+
+struct Captured {
+    log: Vec<u8>,
+    model: Vec<u8>,
+    csv: String,
+}
+
+fn capture(cfg: SimConfig) -> Captured {
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink(Arc::new(Mutex::new(Vec::new())));
+    let r = Simulation::new(cfg)
+        .event_sink(Box::new(sink.clone()))
+        .run()
+        .unwrap();
+    let csv = r.rounds.iter().map(|s| format!("{s:?}\n")).collect();
+    let log = sink.0.lock().unwrap().clone();
+    Captured {
+        log,
+        model: r.model_bytes(),
+        csv,
+    }
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    let a = capture(eventful(1, 1));
+    let b = capture(eventful(1, 1));
+    assert!(a.log.len() > 10_000);
+    assert!(a.log == b.log, "event logs differ");
+    assert_eq!(a.model, b.model);
+    assert_eq!(a.csv, b.csv);
+    let c = capture(eventful(2, 1));
+    assert!(a.log != c.log);
+    assert_ne!(a.model, c.model);
+}
+
+#[test]
+fn one_training_thread_and_four_give_identical_runs() {
+    let one = capture(eventful(5, 1));
+    let four = capture(eventful(5, 4));
+    assert!(
+        one.log == four.log,
+        "event logs differ between 1 and 4 threads"
+    );
+    assert_eq!(one.model, four.model);
+    assert_eq!(one.csv, four.csv);
+}
+
+#[test]
+fn every_fault_leaves_its_trace_and_the_run_completes() {
+    let r = Simulation::new(eventful(3, 1)).run().unwrap();
+    assert!(r.completed);
+    assert_eq!(r.rounds.len(), 6);
+    let ev = &r.events;
+    assert_eq!(of(ev, SimEvent::DropoutStart).len(), 2);
+    assert_eq!(of(ev, SimEvent::DropoutEnd).len(), 2);
+    assert!(!rejected(ev, "late").is_empty());
+    assert_eq!(of(ev, SimEvent::ClientJoin).len(), 2);
+    assert_eq!(about(ev, EventType::ClientRegister, 14).len(), 1);
+    assert_eq!(about(ev, EventType::ClientQuit, 11).len(), 1);
+    let crash = about(ev, SimEvent::ClientCrashed, 12);
+    assert_eq!(crash.len(), 1);
+    assert!(ev
+        .iter()
+        .all(|e| e.seq <= crash[0].seq || e.actor != Actor::Client(12)));
+    assert_eq!(
+        about(ev, SimEvent::ClientRemoved, 12).len(),
+        1,
+        "the crashed client is removed"
+    );
+    assert!(!of(ev, SimEvent::SlowStart).is_empty() && !of(ev, SimEvent::SlowEnd).is_empty());
+    assert!(
+        !rejected(ev, "corrupt").is_empty()
+            || !about(ev, SimEvent::MessageCorrupted, 13).is_empty()
+    );
+    let x = r.cross_site.expect("cross-site validation ran");
+    assert_eq!(x.models.last().unwrap(), "server");
+    assert!(x
+        .accuracy
+        .iter()
+        .flatten()
+        .flatten()
+        .all(|a| (0.0..=1.0).contains(a)));
+}
+
+#[test]
+fn a_scripted_corruption_rejects_that_contribution_as_corrupt() {
+    let mut cfg = small(4, 3, 0.0);
+    cfg.faults.push(Fault {
+        at: Trigger::Round(1),
+        clients: vec![2],
+        action: Action::Corrupt { messages: 1 },
+    });
+    cfg.server.min_num_clients = 3;
+    let r = Simulation::new(cfg).run().unwrap();
+    let bad = rejected(&r.events, "corrupt");
+    assert_eq!(bad.len(), 1);
+    assert_eq!((bad[0].client, bad[0].round), (Some(2), Some(1)));
+    assert_eq!(r.rounds[1].aggregated, 3);
+}
+
+#[test]
+fn lossy_links_lose_messages_and_the_run_still_finishes() {
+    let mut cfg = small(10, 5, 100.0);
+    cfg.server.min_num_clients = 5;
+    cfg.server.round_timeout = 20 * SECOND;
+    cfg.server.heart_beat_interval = 5 * SECOND;
+    cfg.transport.loss_rate = 0.05;
+    let r = Simulation::new(cfg).run().unwrap();
+    assert!(r.completed);
+    assert!(!of(&r.events, SimEvent::MessageLost).is_empty());
+    assert_eq!(r.rounds.len(), 5);
+}
+
+#[test]
+fn slow_device_stretches_its_round_by_the_factor() {
+    let mut cfg = small(3, 3, 1000.0);
+    let slow = Action::Slow {
+        factor: 10.0,
+        span: Span::Rounds(1),
+        device: true,
+        link: false,
+    };
+    cfg.faults.push(Fault {
+        at: Trigger::Round(1),
+        clients: vec![0],
+        action: slow,
+    });
+    let r = Simulation::new(cfg).run().unwrap();
+    let length = |i: usize| r.rounds[i].t_us - if i == 0 { 0 } else { r.rounds[i - 1].t_us };
+    assert_eq!(length(0), 64_000);
+    assert_eq!(length(1), 640_000);
+    assert_eq!(length(2), 64_000);
+}
+
+#[test]
+fn w1_learns() {
+    let r = Simulation::new(SimConfig::w1(1000, 100, 20))
+        .keep_events(false)
+        .run()
+        .unwrap();
+    assert_eq!(r.rounds.len(), 20);
+    assert_eq!(r.client_updates, 2000);
+    assert!(
+        r.metrics.accuracy >= 0.55,
+        "W1 accuracy {}",
+        r.metrics.accuracy
+    );
+}
+
+/// What a handler saw of one event: its name, its round, whether a model came with it.
+type Seen = (String, Option<i64>, bool);
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Seen>>>);
+
+impl EventHandler for Recorder {
+    fn handle_event(&mut self, event: &EventRecord, ctx: &FLContext) {
+        let name = ctx.props.get_text("event").unwrap().to_string();
+        assert_eq!(name, event.event.as_str());
+        self.0
+            .lock()
+            .unwrap()
+            .push((name, ctx.props.get_int("round"), ctx.model().is_some()));
+    }
+}
+
+#[test]
+fn handlers_see_all_fifteen_event_types_in_log_order() {
+    let mut cfg = small(4, 2, 0.0);
+    cfg.server.cross_site_validation = true;
+    cfg.server.min_num_clients = 3;
+    cfg.data.test_fraction = 0.25;
+    cfg.faults.push(Fault {
+        at: Trigger::Round(1),
+        clients: vec![3],
+        action: Action::Quit,
+    });
+    let rec = Recorder::default();
+    let r = Simulation::new(cfg)
+        .handler(Box::new(rec.clone()))
+        .run()
+        .unwrap();
+    let seen = rec.0.lock().unwrap();
+    let names: Vec<&str> = r.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(seen.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), names);
+    for t in EventType::ALL {
+        assert!(names.contains(&t.as_str()), "{t} never fired");
+    }
+    assert!(seen
+        .iter()
+        .filter(|s| s.0 == "_endAggregation")
+        .all(|s| s.2));
+    let x = r.cross_site.unwrap();
+    assert_eq!(x.clients.len(), 3);
+    assert_eq!(
+        x.models,
+        ["client-0000", "client-0001", "client-0002", "server"]
+    );
+    assert!(x.accuracy.iter().all(|row| row.iter().all(Option::is_some)));
+}
