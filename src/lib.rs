@@ -10,12 +10,14 @@
 //! - [`learn`]: synthetic data generators and the models clients train.
 //! - [`aggregate`]: server strategies (FedAvg, FedAvgM) behind the `Aggregator` trait.
 //! - [`sim`]: the engine: server and client tasks, the network, virtual time, events.
+//! - [`scenario`]: YAML scenario files, checked with positioned errors, compiled for the engine.
 
 pub mod aggregate;
 pub mod dist;
 pub mod fed_learn;
 pub mod learn;
 pub mod rng;
+pub mod scenario;
 pub mod sim;
 
 pub use sim::{RunResult, SimConfig, Simulation};

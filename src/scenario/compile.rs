@@ -1,0 +1,512 @@
+//! The semantic pass: checks what the types alone cannot (shares summing to 1, clients that
+//! exist, triggers within the run) and compiles a scenario file into the engine's
+//! [`SimConfig`]. Every problem is collected, with its position, before giving up.
+
+use std::path::Path;
+
+use super::error::{did_you_mean, ScenarioError};
+use super::locate::{locate, path};
+use super::schema::*;
+use super::trace;
+use crate::dist::Dist;
+use crate::learn::{DataSpec, Generator, ModelKind, TrainConfig};
+use crate::rng::{self, NONE};
+use crate::sim::{Action, EventName, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger, SECOND};
+
+/// Collects positioned errors while compiling.
+pub(crate) struct Checker<'a> {
+    pub text: &'a str,
+    pub file: &'a Path,
+    pub errors: Vec<ScenarioError>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, at: &str, message: impl Into<String>, hint: Option<String>) {
+        let (line, column) = locate(self.text, &path(at));
+        self.errors.push(ScenarioError { file: self.file.to_path_buf(), line, column, message: message.into(), hint });
+    }
+}
+
+/// Compiles `f` (already type-checked) into an engine config, or the list of problems.
+pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
+    let count = f.clients.count;
+    if count == 0 {
+        ck.err("clients.count", "expected at least 1 client, found 0", None);
+    }
+    let model = model(f, ck);
+    let data = data(f, ck);
+    let server = server(f, ck);
+    let transport = transport(f, ck);
+    let groups = group_blocks(f, ck);
+    let joins: u32 = f.events.iter().filter_map(|e| e.join).map(|j| match j {
+        JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
+    }).sum();
+    let total = count + joins;
+    let profiles: Vec<Profile> = (0..total).map(|id| profile(f, &groups, id, count)).collect();
+    let mut faults = events(f, ck, &groups, count, total);
+    if let Some(a) = &f.availability {
+        faults.extend(availability(f, a, ck, total));
+    }
+    let training = TrainConfig {
+        local_epochs: f.training.local_epochs,
+        batch_size: f.training.batch_size,
+        lr: f.training.lr,
+        prox_mu: f.training.fedprox_mu,
+    };
+    if f.training.batch_size == 0 {
+        ck.err("training.batch_size", "expected a batch size of at least 1", None);
+    }
+    if !ck.errors.is_empty() {
+        return None;
+    }
+    Some(SimConfig {
+        name: f.name.clone(),
+        seed: f.seed,
+        model,
+        data,
+        training,
+        server,
+        transport,
+        initial_clients: count,
+        profiles,
+        faults,
+        threads: 1,
+    })
+}
+
+fn model(f: &ScenarioFile, ck: &mut Checker) -> ModelKind {
+    let kind = match f.task.model {
+        ModelSpec::Linear => ModelKind::Linear,
+        ModelSpec::Softmax => ModelKind::Softmax,
+        ModelSpec::Mlp { hidden } => ModelKind::Mlp { hidden: hidden.max(1) },
+    };
+    let regression = f.task.data.generator == GeneratorName::Regression;
+    if regression != (kind == ModelKind::Linear) {
+        let msg = if regression {
+            "the regression generator needs `model: linear`"
+        } else {
+            "`model: linear` needs `generator: regression`"
+        };
+        ck.err("task.model", msg, None);
+    }
+    kind
+}
+
+fn data(f: &ScenarioFile, ck: &mut Checker) -> DataSpec {
+    let d = &f.task.data;
+    let generator = match d.generator {
+        GeneratorName::W1 => Generator::W1 { noise: d.noise.unwrap_or(0.3) },
+        GeneratorName::Regression => Generator::Regression { noise: d.noise.unwrap_or(0.3) },
+        GeneratorName::Synthetic => Generator::Synthetic { alpha: d.alpha.unwrap_or(1.0), beta: d.beta.unwrap_or(1.0) },
+    };
+    if !(0.0..1.0).contains(&d.test_fraction) {
+        ck.err("task.data.test_fraction", format!("expected a fraction in [0, 1), found {}", d.test_fraction), None);
+    }
+    if f.task.features == 0 {
+        ck.err("task.features", "expected at least 1 feature", None);
+    }
+    if d.generator != GeneratorName::Regression && f.task.classes < 2 {
+        ck.err("task.classes", format!("expected at least 2 classes, found {}", f.task.classes), None);
+    }
+    let label_skew = match f.partition {
+        PartitionSpec::Iid => None,
+        PartitionSpec::Dirichlet(a) if a > 0.0 => Some(a),
+        PartitionSpec::Dirichlet(a) => {
+            ck.err("partition.dirichlet", format!("expected a concentration > 0, found {a}"), None);
+            None
+        }
+    };
+    DataSpec {
+        generator,
+        features: f.task.features,
+        classes: f.task.classes,
+        samples: d.samples_per_client.dist,
+        test_fraction: d.test_fraction,
+        label_skew,
+        global_test_clients: d.global_test_clients.max(1),
+        global_test_samples: d.global_test_samples.max(1),
+    }
+}
+
+fn server(f: &ScenarioFile, ck: &mut Checker) -> ServerConfig {
+    let s = &f.server;
+    let count = f.clients.count as usize;
+    let t = |q: Option<super::units::Q<super::units::Time>>, default: u64| q.map_or(default, |q| q.value.round() as u64);
+    let cfg = ServerConfig {
+        min_num_clients: s.min_num_clients,
+        max_num_clients: s.max_num_clients.unwrap_or(usize::MAX),
+        wait_after_min_clients: t(s.wait_after_min_clients, 0),
+        heart_beat_timeout: t(s.heart_beat_timeout, 600 * SECOND),
+        heart_beat_interval: t(s.heart_beat_interval, 60 * SECOND),
+        start_round: s.start_round,
+        num_rounds: s.rounds,
+        clients_per_round: s.clients_per_round,
+        round_timeout: t(s.round_timeout, 3600 * SECOND),
+        cross_site_validation: s.cross_site_validation,
+        aggregator: s.aggregator.clone(),
+    };
+    if s.min_num_clients > count {
+        ck.err("server.min_num_clients", format!("min_num_clients ({}) is more than clients.count ({count}): no round could start", s.min_num_clients), None);
+    }
+    if s.clients_per_round > count {
+        ck.err("server.clients_per_round", format!("clients_per_round ({}) is more than clients.count ({count})", s.clients_per_round), Some("omit it to take every live client".into()));
+    }
+    if let Some(max) = s.max_num_clients {
+        if max < s.min_num_clients {
+            ck.err("server.max_num_clients", format!("max_num_clients ({max}) is less than min_num_clients ({})", s.min_num_clients), None);
+        }
+    }
+    if s.rounds <= s.start_round {
+        ck.err("server.rounds", format!("rounds ({}) must be more than start_round ({}): rounds run from start_round up to rounds", s.rounds, s.start_round), None);
+    }
+    if cfg.heart_beat_interval >= cfg.heart_beat_timeout {
+        ck.err("server.heart_beat_interval", "heart_beat_interval must be shorter than heart_beat_timeout, or every client is removed between heartbeats", None);
+    }
+    if crate::aggregate::by_name(&s.aggregator).is_none() {
+        let hint = did_you_mean(&s.aggregator, crate::aggregate::NAMES.iter().copied());
+        ck.err("server.aggregator", format!("unknown aggregator `{}`, expected one of {}", s.aggregator, crate::aggregate::NAMES.join(", ")), hint);
+    }
+    cfg
+}
+
+fn transport(f: &ScenarioFile, ck: &mut Checker) -> TransportConfig {
+    let t = &f.transport;
+    for (key, p) in [("transport.loss", t.loss), ("transport.corruption", t.corruption)] {
+        if !(0.0..1.0).contains(&p) {
+            ck.err(key, format!("expected a probability in [0, 1), found {p}"), None);
+        }
+    }
+    if t.level.is_some_and(|l| l > 9) {
+        ck.err("transport.level", "expected a gzip level from 0 to 9", None);
+    }
+    let aes_key = (t.encryption == Encryption::AesGcm).then(|| match &t.key {
+        Some(hex) => parse_key(hex).unwrap_or_else(|| {
+            ck.err("transport.key", "expected 64 hex digits (a 256-bit key)", None);
+            [0; 32]
+        }),
+        None => {
+            let mut key = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rng::stream(f.seed, "aes-key", NONE, NONE), &mut key);
+            key
+        }
+    });
+    TransportConfig {
+        gzip_level: (t.compression == Compression::Gzip).then(|| t.level.unwrap_or(6)),
+        aes_key,
+        loss_rate: t.loss,
+        corruption_rate: t.corruption,
+    }
+}
+
+fn parse_key(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
+}
+
+/// Each group's id block among the initial clients: `[start, end)`, by shares, largest
+/// remainders first.
+fn group_blocks(f: &ScenarioFile, ck: &mut Checker) -> Vec<(u32, u32)> {
+    let groups = &f.clients.groups;
+    if groups.is_empty() {
+        return Vec::new();
+    }
+    let total: f64 = groups.iter().map(|g| g.share).sum();
+    if (total - 1.0).abs() > 1e-6 {
+        ck.err("clients.groups", format!("group shares must sum to 1, they sum to {total}"), None);
+    }
+    for (i, g) in groups.iter().enumerate() {
+        if !(g.share > 0.0 && g.share <= 1.0) {
+            ck.err(&format!("clients.groups[{i}].share"), format!("expected a share in (0, 1], found {}", g.share), None);
+        }
+        if let Some(name) = &g.name {
+            if groups[..i].iter().any(|o| o.name.as_ref() == Some(name)) {
+                ck.err(&format!("clients.groups[{i}].name"), format!("group name `{name}` is used twice"), None);
+            }
+        }
+    }
+    split_by_shares(f.clients.count, &groups.iter().map(|g| g.share).collect::<Vec<_>>())
+}
+
+fn split_by_shares(n: u32, shares: &[f64]) -> Vec<(u32, u32)> {
+    let total: f64 = shares.iter().sum::<f64>().max(1e-12);
+    let exact: Vec<f64> = shares.iter().map(|s| s / total * f64::from(n)).collect();
+    let mut sizes: Vec<u32> = exact.iter().map(|e| e.floor() as u32).collect();
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    let missing = n - sizes.iter().sum::<u32>();
+    for &i in order.iter().take(missing as usize) {
+        sizes[i] += 1;
+    }
+    let mut start = 0;
+    sizes.iter().map(|s| { let b = (start, start + s); start += s; b }).collect()
+}
+
+/// The group of client `id`: by block for initial clients, round-robin by block order for
+/// clients that join later.
+fn group_of(blocks: &[(u32, u32)], id: u32, count: u32) -> Option<usize> {
+    if blocks.is_empty() {
+        return None;
+    }
+    if id < count {
+        return blocks.iter().position(|(s, e)| (*s..*e).contains(&id));
+    }
+    let nonempty: Vec<usize> = (0..blocks.len()).filter(|&i| blocks[i].1 > blocks[i].0).collect();
+    nonempty.get(((id - count) as usize) % nonempty.len().max(1)).copied()
+}
+
+fn profile(f: &ScenarioFile, blocks: &[(u32, u32)], id: u32, count: u32) -> Profile {
+    let Some(g) = group_of(blocks, id, count).map(|i| &f.clients.groups[i]) else {
+        return Profile::default();
+    };
+    Profile {
+        per_sample_us: g.compute.per_sample.map_or(Dist::Fixed(0.0), |d| d.dist),
+        latency_us: g.link.latency.map_or(Dist::Fixed(0.0), |d| d.dist),
+        bandwidth: g.link.bandwidth.map_or(Dist::Fixed(f64::INFINITY), |d| d.dist),
+        per_round: g.per_round,
+    }
+}
+
+fn span(ck: &mut Checker, at: &str, s: &str) -> Span {
+    let t = s.trim();
+    let rounds = t.strip_suffix("rounds").or_else(|| t.strip_suffix("round")).map(str::trim);
+    if let Some(n) = rounds.and_then(|n| n.parse::<u32>().ok()) {
+        return Span::Rounds(n);
+    }
+    match <super::units::Time as super::units::Unit>::parse(t) {
+        Ok(us) => Span::Time(us.round() as u64),
+        Err(m) => {
+            ck.err(at, format!("expected a duration like `90s` or a round count like `2 rounds`: {m}"), None);
+            Span::Time(0)
+        }
+    }
+}
+
+fn events(f: &ScenarioFile, ck: &mut Checker, blocks: &[(u32, u32)], count: u32, total: u32) -> Vec<Fault> {
+    let mut faults = Vec::new();
+    let mut next_join = count;
+    let last_round = f.server.rounds.saturating_sub(1);
+    for (i, e) in f.events.iter().enumerate() {
+        let at = format!("events[{i}]");
+        let trigger = match e.at {
+            TriggerSpec::Round(r) => {
+                if r > last_round || r < f.server.start_round {
+                    ck.err(&format!("{at}.at.round"), format!("round {r} is outside the run (rounds {}..={last_round})", f.server.start_round), None);
+                }
+                Trigger::Round(r)
+            }
+            TriggerSpec::Time(t) => Trigger::Time(t.value.round() as u64),
+        };
+        let actions = action_count(e);
+        if actions != 1 {
+            ck.err(&at, format!("expected exactly one action (dropout, quit, join, late, slow, crash, corrupt), found {actions}"), None);
+            continue;
+        }
+        if let Some(j) = e.join {
+            let n = match j {
+                JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
+            };
+            if e.clients.is_some() {
+                ck.err(&format!("{at}.clients"), "a join makes new clients: leave `clients` out", None);
+            }
+            faults.push(Fault { at: trigger, clients: (next_join..next_join + n).collect(), action: Action::Join });
+            next_join += n;
+            continue;
+        }
+        if e.dropout.is_some() && f.availability.is_some() {
+            ck.err(&format!("{at}.dropout"), "clients follow the availability trace: scripted dropouts are not allowed with `availability`", None);
+        }
+        let Some(target) = &e.clients else {
+            ck.err(&at, "expected `clients:` naming whom the event hits", None);
+            continue;
+        };
+        let clients = targets(f, ck, &format!("{at}.clients"), target, blocks, i, count, total);
+        let action = match e {
+            EventSpec { dropout: Some(d), .. } => Action::Dropout(span(ck, &format!("{at}.dropout.for"), &d.span)),
+            EventSpec { quit: Some(_), .. } => Action::Quit,
+            EventSpec { late: Some(l), .. } => Action::Late { delay: l.delay.value.round() as u64 },
+            EventSpec { slow: Some(s), .. } => {
+                if s.factor <= 0.0 {
+                    ck.err(&format!("{at}.slow.factor"), format!("expected a factor > 0, found {}", s.factor), None);
+                }
+                Action::Slow {
+                    factor: s.factor,
+                    span: span(ck, &format!("{at}.slow.for"), &s.span),
+                    device: s.what != SlowWhat::Link,
+                    link: s.what != SlowWhat::Device,
+                }
+            }
+            EventSpec { crash: Some(_), .. } => Action::Crash,
+            EventSpec { corrupt: Some(c), .. } => Action::Corrupt { messages: c.messages },
+            _ => continue,
+        };
+        faults.push(Fault { at: trigger, clients, action });
+    }
+    faults
+}
+
+fn action_count(e: &EventSpec) -> usize {
+    [e.dropout.is_some(), e.quit.is_some(), e.join.is_some(), e.late.is_some(), e.slow.is_some(), e.crash.is_some(), e.corrupt.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn targets(f: &ScenarioFile, ck: &mut Checker, at: &str, t: &TargetSpec, blocks: &[(u32, u32)], index: usize, count: u32, total: u32) -> Vec<u32> {
+    let check = |ck: &mut Checker, ids: Vec<u32>| {
+        if let Some(bad) = ids.iter().find(|&&c| c >= total) {
+            ck.err(at, format!("client {bad} does not exist: ids run from 0 to {}", total.saturating_sub(1)), None);
+        }
+        ids
+    };
+    match t {
+        TargetSpec::Ids(ids) => check(ck, ids.clone()),
+        TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b => check(ck, (*a..=*b).collect()),
+        TargetSpec::Pick(PickSpec::Range([a, b])) => {
+            ck.err(at, format!("range [{a}, {b}] is empty: the first id must not exceed the last"), None);
+            vec![]
+        }
+        TargetSpec::Pick(PickSpec::Group(name)) => {
+            let names = f.clients.groups.iter().filter_map(|g| g.name.as_deref());
+            match f.clients.groups.iter().position(|g| g.name.as_deref() == Some(name)) {
+                Some(g) => (blocks[g].0..blocks[g].1).collect(),
+                None => {
+                    let hint = did_you_mean(name, names);
+                    ck.err(at, format!("no client group is named `{name}`"), hint);
+                    vec![]
+                }
+            }
+        }
+        TargetSpec::Pick(PickSpec::Random(frac)) if *frac > 0.0 && *frac <= 1.0 => {
+            let k = ((f64::from(count) * frac).round() as usize).max(1);
+            let mut ids: Vec<u32> = (0..count).collect();
+            let mut r = rng::stream(f.seed, "targets", index as u64, NONE);
+            for i in 0..k.min(ids.len()) {
+                let j = rand::Rng::random_range(&mut r, i..ids.len());
+                ids.swap(i, j);
+            }
+            ids.truncate(k);
+            ids.sort_unstable();
+            ids
+        }
+        TargetSpec::Pick(PickSpec::Random(frac)) => {
+            ck.err(at, format!("expected a fraction in (0, 1], found {frac}"), None);
+            vec![]
+        }
+    }
+}
+
+/// Faults that make traced clients follow their windows: offline before the first, between
+/// windows and after the last.
+fn availability(f: &ScenarioFile, a: &AvailabilitySpec, ck: &mut Checker, total: u32) -> Vec<Fault> {
+    let path = ck.file.parent().unwrap_or(Path::new(".")).join(&a.trace);
+    if !path.exists() {
+        ck.err("availability.trace", format!("trace file `{}` does not exist", path.display()), None);
+        return vec![];
+    }
+    let windows = match trace::read(&path) {
+        Ok(w) => w,
+        Err(errs) => {
+            ck.errors.extend(errs);
+            return vec![];
+        }
+    };
+    let forever = 100 * 365 * 24 * 3600 * SECOND;
+    let mut faults = Vec::new();
+    for (client, ws) in windows {
+        if client >= total {
+            ck.err("availability.trace", format!("the trace names client {client}, but ids run from 0 to {}", total.saturating_sub(1)), None);
+            continue;
+        }
+        let mut off = |at: u64, until: u64| {
+            faults.push(Fault { at: Trigger::Time(at), clients: vec![client], action: Action::Dropout(Span::Time(until - at)) });
+        };
+        if ws[0].0 > 0 {
+            off(0, ws[0].0);
+        }
+        for (i, w) in ws.iter().enumerate() {
+            let next = ws.get(i + 1).map_or(w.1 + forever, |n| n.0.max(w.1));
+            off(w.1, next);
+        }
+    }
+    let _ = f;
+    faults
+}
+
+/// Checks the `expect:` block: known event names, clients that exist, sensible bounds.
+pub(crate) fn check_expect(f: &ScenarioFile, ck: &mut Checker) {
+    let total = f.clients.count + f.events.iter().filter_map(|e| e.join).map(|j| match j {
+        JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
+    }).sum::<u32>();
+    for (i, x) in f.expect.iter().enumerate() {
+        let at = format!("expect[{i}]");
+        let kinds = [x.event.is_some(), x.first.is_some() || x.then.is_some(), x.aggregated.is_some() || x.timed_out.is_some() || x.rounds_completed.is_some(), x.final_.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            ck.err(&at, "expected one kind of assertion: `event`, `first`/`then`, `aggregated`/`timed_out`/`rounds_completed`, or `final`", None);
+            continue;
+        }
+        check_matcher(x, &at, ck, total, f.server.rounds);
+        if x.first.is_some() != x.then.is_some() {
+            ck.err(&at, "an order assertion needs both `first` and `then`", None);
+        }
+        for (key, m) in [("first", &x.first), ("then", &x.then)] {
+            if let Some(m) = m {
+                if m.event.is_none() {
+                    ck.err(&format!("{at}.{key}"), "expected `event:` in an order matcher", None);
+                }
+                check_matcher(m, &format!("{at}.{key}"), ck, total, f.server.rounds);
+            }
+        }
+        if (x.aggregated.is_some() || x.timed_out.is_some()) && x.round.is_none() {
+            ck.err(&at, "`aggregated` and `timed_out` need `round:`", None);
+        }
+    }
+}
+
+fn check_matcher(x: &ExpectSpec, at: &str, ck: &mut Checker, total: u32, rounds: u32) {
+    if let Some(name) = &x.event {
+        if EventName::parse(name).is_none() {
+            let all = crate::fed_learn::EventType::ALL.iter().map(|e| e.as_str()).chain(crate::sim::SimEvent::ALL.iter().map(|e| e.as_str()));
+            let hint = did_you_mean(name, all);
+            ck.err(&format!("{at}.event"), format!("unknown event `{name}`"), hint);
+        }
+    }
+    for (key, c) in [("client", &x.client), ("actor", &x.actor)] {
+        match c {
+            Some(ClientRef::Id(id)) if *id >= total => ck.err(&format!("{at}.{key}"), format!("client {id} does not exist"), None),
+            Some(ClientRef::Name(n)) if n != "server" && client_id(n).is_none_or(|id| id >= total) => {
+                ck.err(&format!("{at}.{key}"), format!("`{n}` is not a client of this scenario (expected `client-0007` or an id)"), None)
+            }
+            _ => {}
+        }
+    }
+    if let Some(r) = x.round {
+        if r >= rounds {
+            ck.err(&format!("{at}.round"), format!("round {r} is past the last round ({})", rounds.saturating_sub(1)), None);
+        }
+    }
+}
+
+/// The id in `client-0007`.
+pub(crate) fn client_id(name: &str) -> Option<u32> {
+    name.strip_prefix("client-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_split_by_largest_remainder() {
+        assert_eq!(split_by_shares(10, &[0.8, 0.2]), vec![(0, 8), (8, 10)]);
+        assert_eq!(split_by_shares(10, &[1.0 / 3.0; 3]), vec![(0, 4), (4, 7), (7, 10)]);
+        assert_eq!(group_of(&[(0, 8), (8, 10)], 11, 10), Some(1));
+    }
+}

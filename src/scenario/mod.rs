@@ -1,0 +1,115 @@
+//! Scenario files: the YAML format researchers write, loaded strictly (unknown keys are errors,
+//! every error has a file, line and column) and compiled into the engine's [`SimConfig`].
+//!
+//! - `schema`: the format as serde types, and through schemars its JSON Schema.
+//! - `units`: durations, bandwidths and distributions of them.
+//! - `compile`: the semantic pass and compilation into a `SimConfig`.
+//! - `locate`: positions of key paths, for errors found after parsing.
+//! - `trace`: availability traces (CSV).
+//! - [`error`]: positioned errors with hints.
+
+pub mod error;
+pub mod schema;
+pub mod units;
+
+mod compile;
+mod locate;
+mod trace;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{ScenarioError, ScenarioErrors};
+pub use schema::{Bound, ClientRef, ExpectSpec, FinalSpec, ScenarioFile};
+
+use crate::sim::SimConfig;
+
+/// A loaded, checked scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Where it came from (or a label for text not from a file).
+    pub path: PathBuf,
+    /// The file as written.
+    pub file: ScenarioFile,
+    /// What the engine runs.
+    pub config: SimConfig,
+}
+
+impl Scenario {
+    /// Loads and checks a scenario file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioErrors> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| {
+            ScenarioErrors(vec![ScenarioError {
+                file: path.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: format!("cannot read the scenario: {e}"),
+                hint: None,
+            }])
+        })?;
+        Scenario::from_bytes(&bytes, path)
+    }
+
+    /// Checks scenario text; `path` names it in errors and anchors relative trace paths.
+    pub fn from_str(text: &str, path: impl AsRef<Path>) -> Result<Scenario, ScenarioErrors> {
+        Scenario::from_bytes(text.as_bytes(), path.as_ref())
+    }
+
+    /// Checks scenario bytes, which may be anything: binary, truncated or empty input gives a
+    /// positioned error, never a panic.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Scenario, ScenarioErrors> {
+        let one = |line, column, message: String, hint| ScenarioErrors(vec![ScenarioError { file: path.to_path_buf(), line, column, message, hint }]);
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let (line, column) = position(bytes, e.valid_up_to());
+                return Err(one(line, column, "expected UTF-8 YAML text, found binary data".into(), None));
+            }
+        };
+        if let Some(i) = text.find('\0') {
+            let (line, column) = position(bytes, i);
+            return Err(one(line, column, "expected YAML text, found a NUL byte (binary data)".into(), None));
+        }
+        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            return Err(one(1, 1, "the scenario is empty: expected a mapping with `name`, `task`, `server` and `clients`".into(), None));
+        }
+        let file: ScenarioFile = serde_yaml::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            let message = strip_position(&e.to_string());
+            let hint = error::hint_for(&message);
+            one(line, column, message, hint)
+        })?;
+        let mut ck = compile::Checker { text, file: path, errors: Vec::new() };
+        compile::check_expect(&file, &mut ck);
+        let config = compile::compile(&file, &mut ck);
+        match config {
+            Some(config) if ck.errors.is_empty() => Ok(Scenario { path: path.to_path_buf(), file, config }),
+            _ => {
+                let mut errors = ck.errors;
+                errors.sort_by_key(|e| (e.file.clone(), e.line, e.column));
+                Err(ScenarioErrors(errors))
+            }
+        }
+    }
+}
+
+/// The JSON Schema of the scenario format.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a schema is JSON")
+}
+
+/// serde_norway ends messages with " at line L column C"; the error prints its own position.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => msg[..i].to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+/// 1-based line and column of byte `offset`.
+fn position(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    (line, column)
+}

@@ -1,0 +1,67 @@
+//! FedScale-style availability traces: CSV rows `client,active_from,active_until`, each a window
+//! in which that client is online. Times are durations (`90s`, `5m`) or plain seconds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::error::ScenarioError;
+use super::units::{Time, Unit};
+use crate::sim::Micros;
+
+/// Each traced client's online windows, sorted.
+pub(crate) type Windows = BTreeMap<u32, Vec<(Micros, Micros)>>;
+
+/// Reads and checks a trace file.
+pub(crate) fn read(path: &Path) -> Result<Windows, Vec<ScenarioError>> {
+    let err = |line: usize, column: usize, message: String| ScenarioError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message,
+        hint: None,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| vec![err(1, 1, format!("cannot read the trace: {e}"))])?;
+    let mut windows = Windows::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') || (i == 0 && l.starts_with("client")) {
+            continue;
+        }
+        let cells: Vec<&str> = l.split(',').map(str::trim).collect();
+        if cells.len() != 3 {
+            errors.push(err(line_no, 1, format!("expected 3 columns `client,active_from,active_until`, found {}", cells.len())));
+            continue;
+        }
+        let col = |k: usize| line.split(',').take(k).map(|c| c.len() + 1).sum::<usize>() + 1;
+        let client = match cells[0].trim_start_matches("client-").parse::<u32>() {
+            Ok(c) => c,
+            Err(_) => {
+                errors.push(err(line_no, col(0), format!("expected a client id, found `{}`", cells[0])));
+                continue;
+            }
+        };
+        let time = |k: usize| -> Result<Micros, ScenarioError> {
+            let v = cells[k];
+            let us = match v.parse::<f64>() {
+                Ok(secs) if secs >= 0.0 => secs * 1e6,
+                _ => Time::parse(v).map_err(|m| err(line_no, col(k), m))?,
+            };
+            Ok(us.round() as Micros)
+        };
+        match (time(1), time(2)) {
+            (Ok(from), Ok(until)) if from < until => windows.entry(client).or_default().push((from, until)),
+            (Ok(_), Ok(_)) => errors.push(err(line_no, col(1), "active_from must be before active_until".into())),
+            (Err(e), _) | (_, Err(e)) => errors.push(e),
+        }
+    }
+    for w in windows.values_mut() {
+        w.sort();
+    }
+    if errors.is_empty() {
+        Ok(windows)
+    } else {
+        Err(errors)
+    }
+}
