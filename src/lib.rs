@@ -11,11 +11,13 @@
 //! - [`aggregate`]: server strategies (FedAvg, FedAvgM) behind the `Aggregator` trait.
 //! - [`sim`]: the engine: server and client tasks, the network, virtual time, events.
 //! - [`scenario`]: YAML scenario files, checked with positioned errors, compiled for the engine.
+//! - [`report`]: the files a run writes, its charts and its progress bar.
 
 pub mod aggregate;
 pub mod dist;
 pub mod fed_learn;
 pub mod learn;
+pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod sim;

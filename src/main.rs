@@ -1,1 +1,263 @@
-fn main() {}
+//! The `fedsim` command line: run a scenario, check scenario files, print the schema, redraw
+//! and compare charts.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use fedsim::report::{self, atomic::AtomicFile, chart, data::RunData, progress::Progress};
+use fedsim::scenario::{expect, Scenario};
+use fedsim::Simulation;
+
+/// A deterministic, virtual-time federated-learning simulator (Clara Train 3.1 fed_learn).
+#[derive(Parser)]
+#[command(name = "fedsim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario and write its results (the built-in quickstart if no file is given).
+    Run(RunArgs),
+    /// Check scenario files without running them: exit 0 if all are valid, 1 otherwise.
+    Check {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the scenario format.
+    Schema,
+    /// Redraw a run's charts from the files in its directory.
+    Plot {
+        /// A run directory, such as results/quickstart.
+        dir: PathBuf,
+    },
+    /// Overlay several runs in one chart, each labelled by its scenario name.
+    Compare {
+        /// Run directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the chart (an .svg is written beside it).
+        #[arg(long, default_value = "compare.png")]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The scenario file.
+    scenario: Option<PathBuf>,
+    /// Where to write results (default: results/<scenario name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override the number of rounds.
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Threads for local training (results are identical for any number).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print only the final one-line summary.
+    #[arg(long)]
+    quiet: bool,
+    /// Also list the expectations that passed.
+    #[arg(long)]
+    verbose: bool,
+}
+
+/// The quickstart scenario, built into the binary.
+const QUICKSTART: &str = include_str!("../scenarios/quickstart.yaml");
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check { files } => check(&files),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&fedsim::scenario::json_schema()).expect("JSON")
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Plot { dir } => plot(&dir),
+        Command::Compare { dirs, out } => compare(&dirs, &out),
+    }
+}
+
+fn load(path: Option<&Path>) -> Result<Scenario, ExitCode> {
+    let loaded = match path {
+        Some(p) => Scenario::load(p),
+        None => Scenario::from_str(QUICKSTART, "scenarios/quickstart.yaml (built in)"),
+    };
+    loaded.map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let mut scenario = match load(args.scenario.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let cfg = &mut scenario.config;
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
+    }
+    if let Some(n) = args.rounds {
+        cfg.server.num_rounds = cfg.server.start_round + n;
+    }
+    cfg.threads = args.threads.max(1);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("results").join(&cfg.name));
+    match execute(&scenario, &out, &args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn execute(
+    scenario: &Scenario,
+    out: &Path,
+    args: &RunArgs,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let cfg = scenario.config.clone();
+    std::fs::create_dir_all(out)?;
+    let (events_file, writer) = AtomicFile::create(&out.join("events.jsonl"))?;
+    let mut sim = Simulation::new(cfg.clone()).event_sink(Box::new(writer));
+    let progress = (!args.quiet)
+        .then(|| Progress::new(u64::from(cfg.server.num_rounds - cfg.server.start_round)));
+    let bar = progress.as_ref().map(Progress::bar);
+    if let Some(p) = progress {
+        sim = sim.handler(Box::new(p));
+    }
+    let result = match sim.run() {
+        Ok(r) => r,
+        Err(e) => {
+            events_file.abandon();
+            return Err(e.into());
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    events_file.commit()?;
+    report::write_run(out, &result)?;
+    let outcomes = expect::check(&scenario.file, &result);
+    let failed = print_expectations(&outcomes, args.verbose);
+    println!(
+        "{}: {} rounds, test_accuracy {:.4}, test_loss {:.4}, {} events, {} updates in {:.2}s wall ({:.0} updates/s), {:.1}s virtual, expectations {}/{} passed; results in {}",
+        result.name,
+        result.rounds.len(),
+        result.metrics.accuracy,
+        result.metrics.loss,
+        result.event_counts.values().sum::<u64>(),
+        result.client_updates,
+        result.wall_s,
+        result.updates_per_s(),
+        result.virtual_us as f64 / 1e6,
+        outcomes.len() - failed,
+        outcomes.len(),
+        out.display()
+    );
+    Ok(if failed > 0 || !result.completed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Prints failed expectations (and passed ones with `verbose`) to stderr; returns the failures.
+fn print_expectations(outcomes: &[expect::Outcome], verbose: bool) -> usize {
+    let mut failed = 0;
+    for o in outcomes {
+        if o.passed {
+            if verbose {
+                eprintln!("pass: expect[{}] {}", o.index, o.what);
+            }
+            continue;
+        }
+        failed += 1;
+        eprintln!("FAIL: expect[{}] {}: {}", o.index, o.what, o.actual);
+        if !o.closest.is_empty() {
+            eprintln!("  closest events:");
+        }
+        for e in &o.closest {
+            let round = e.round.map_or("-".to_string(), |r| r.to_string());
+            let client = e.client.map_or(String::new(), |c| {
+                format!(" client={}", fedsim::sim::client_name(c))
+            });
+            eprintln!(
+                "    seq={} t_us={} round={} actor={} {}{}",
+                e.seq, e.t_us, round, e.actor, e.event, client
+            );
+        }
+    }
+    failed
+}
+
+fn check(files: &[PathBuf]) -> ExitCode {
+    let mut bad = 0;
+    for f in files {
+        match Scenario::load(f) {
+            Ok(_) => println!("ok: {}", f.display()),
+            Err(e) => {
+                bad += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn plot(dir: &Path) -> ExitCode {
+    let drawn = RunData::read(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|d| chart::write_charts(dir, &d).map_err(|e| e.to_string()));
+    match drawn {
+        Ok(()) => {
+            println!("redrew the charts in {}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn compare(dirs: &[PathBuf], out: &Path) -> ExitCode {
+    let runs: Result<Vec<RunData>, String> = dirs.iter().map(|d| RunData::read(d)).collect();
+    let drawn = runs.and_then(|runs| {
+        chart::render(out, chart::SIZE, &chart::Compare(&runs)).map_err(|e| e.to_string())
+    });
+    match drawn {
+        Ok(()) => {
+            println!(
+                "wrote {} and {}",
+                out.display(),
+                out.with_extension("svg").display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

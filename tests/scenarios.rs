@@ -17,24 +17,57 @@ fn scenario_files() -> Vec<PathBuf> {
 }
 
 #[test]
-fn every_example_loads_and_runs() {
+fn every_example_loads_runs_and_meets_its_expectations() {
     let files = scenario_files();
     assert!(files.len() >= 12, "{files:?}");
     for f in files {
         let s = Scenario::load(&f).unwrap_or_else(|e| panic!("{e}"));
         let text = std::fs::read_to_string(&f).unwrap();
-        assert!(text.starts_with("# yaml-language-server: $schema=../schema/scenario.schema.json\n#\n# "), "{} must open with the schema line and a description", f.display());
+        assert!(
+            text.starts_with(
+                "# yaml-language-server: $schema=../schema/scenario.schema.json\n#\n# "
+            ),
+            "{} must open with the schema line and a description",
+            f.display()
+        );
         let rounds = s.config.server.num_rounds - s.config.server.start_round;
-        let r = Simulation::new(s.config).keep_events(false).run().unwrap();
+        let r = Simulation::new(s.config.clone()).run().unwrap();
         assert!(r.completed, "{} stalled", f.display());
+        assert!(
+            !s.file.expect.is_empty(),
+            "{} has no expect: block",
+            f.display()
+        );
+        for o in fedsim::scenario::expect::check(&s.file, &r) {
+            assert!(
+                o.passed,
+                "{}: expect[{}] {} failed: {}",
+                f.display(),
+                o.index,
+                o.what,
+                o.actual
+            );
+        }
         assert_eq!(r.rounds.len() as u32, rounds, "{}", f.display());
-        eprintln!("{}: {} rounds, acc {:.3}, {:.2}s wall, {:.1} min virtual", f.display(), r.rounds.len(), r.metrics.accuracy, r.wall_s, r.virtual_us as f64 / 6e7);
+        eprintln!(
+            "{}: {} rounds, acc {:.3}, {:.2}s wall, {:.1} min virtual",
+            f.display(),
+            r.rounds.len(),
+            r.metrics.accuracy,
+            r.wall_s,
+            r.virtual_us as f64 / 6e7
+        );
     }
 }
 
 #[test]
 fn committed_schema_is_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/scenario.schema.json");
-    let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    assert_eq!(committed, fedsim::scenario::json_schema(), "regenerate with `cargo run -- schema > schema/scenario.schema.json`");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        committed,
+        fedsim::scenario::json_schema(),
+        "regenerate with `cargo run -- schema > schema/scenario.schema.json`"
+    );
 }

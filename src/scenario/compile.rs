@@ -11,7 +11,10 @@ use super::trace;
 use crate::dist::Dist;
 use crate::learn::{DataSpec, Generator, ModelKind, TrainConfig};
 use crate::rng::{self, NONE};
-use crate::sim::{Action, EventName, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger, SECOND};
+use crate::sim::{
+    Action, EventName, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger,
+    SECOND,
+};
 
 /// Collects positioned errors while compiling.
 pub(crate) struct Checker<'a> {
@@ -23,7 +26,13 @@ pub(crate) struct Checker<'a> {
 impl Checker<'_> {
     fn err(&mut self, at: &str, message: impl Into<String>, hint: Option<String>) {
         let (line, column) = locate(self.text, &path(at));
-        self.errors.push(ScenarioError { file: self.file.to_path_buf(), line, column, message: message.into(), hint });
+        self.errors.push(ScenarioError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+            hint,
+        });
     }
 }
 
@@ -38,11 +47,18 @@ pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
     let server = server(f, ck);
     let transport = transport(f, ck);
     let groups = group_blocks(f, ck);
-    let joins: u32 = f.events.iter().filter_map(|e| e.join).map(|j| match j {
-        JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
-    }).sum();
+    let joins: u32 = f
+        .events
+        .iter()
+        .filter_map(|e| e.join)
+        .map(|j| match j {
+            JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
+        })
+        .sum();
     let total = count + joins;
-    let profiles: Vec<Profile> = (0..total).map(|id| profile(f, &groups, id, count)).collect();
+    let profiles: Vec<Profile> = (0..total)
+        .map(|id| profile(f, &groups, id, count))
+        .collect();
     let mut faults = events(f, ck, &groups, count, total);
     if let Some(a) = &f.availability {
         faults.extend(availability(f, a, ck, total));
@@ -54,7 +70,11 @@ pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
         prox_mu: f.training.fedprox_mu,
     };
     if f.training.batch_size == 0 {
-        ck.err("training.batch_size", "expected a batch size of at least 1", None);
+        ck.err(
+            "training.batch_size",
+            "expected a batch size of at least 1",
+            None,
+        );
     }
     if !ck.errors.is_empty() {
         return None;
@@ -78,7 +98,9 @@ fn model(f: &ScenarioFile, ck: &mut Checker) -> ModelKind {
     let kind = match f.task.model {
         ModelSpec::Linear => ModelKind::Linear,
         ModelSpec::Softmax => ModelKind::Softmax,
-        ModelSpec::Mlp { hidden } => ModelKind::Mlp { hidden: hidden.max(1) },
+        ModelSpec::Mlp { hidden } => ModelKind::Mlp {
+            hidden: hidden.max(1),
+        },
     };
     let regression = f.task.data.generator == GeneratorName::Regression;
     if regression != (kind == ModelKind::Linear) {
@@ -95,24 +117,43 @@ fn model(f: &ScenarioFile, ck: &mut Checker) -> ModelKind {
 fn data(f: &ScenarioFile, ck: &mut Checker) -> DataSpec {
     let d = &f.task.data;
     let generator = match d.generator {
-        GeneratorName::W1 => Generator::W1 { noise: d.noise.unwrap_or(0.3) },
-        GeneratorName::Regression => Generator::Regression { noise: d.noise.unwrap_or(0.3) },
-        GeneratorName::Synthetic => Generator::Synthetic { alpha: d.alpha.unwrap_or(1.0), beta: d.beta.unwrap_or(1.0) },
+        GeneratorName::W1 => Generator::W1 {
+            noise: d.noise.unwrap_or(0.3),
+        },
+        GeneratorName::Regression => Generator::Regression {
+            noise: d.noise.unwrap_or(0.3),
+        },
+        GeneratorName::Synthetic => Generator::Synthetic {
+            alpha: d.alpha.unwrap_or(1.0),
+            beta: d.beta.unwrap_or(1.0),
+        },
     };
     if !(0.0..1.0).contains(&d.test_fraction) {
-        ck.err("task.data.test_fraction", format!("expected a fraction in [0, 1), found {}", d.test_fraction), None);
+        ck.err(
+            "task.data.test_fraction",
+            format!("expected a fraction in [0, 1), found {}", d.test_fraction),
+            None,
+        );
     }
     if f.task.features == 0 {
         ck.err("task.features", "expected at least 1 feature", None);
     }
     if d.generator != GeneratorName::Regression && f.task.classes < 2 {
-        ck.err("task.classes", format!("expected at least 2 classes, found {}", f.task.classes), None);
+        ck.err(
+            "task.classes",
+            format!("expected at least 2 classes, found {}", f.task.classes),
+            None,
+        );
     }
     let label_skew = match f.partition {
         PartitionSpec::Iid => None,
         PartitionSpec::Dirichlet(a) if a > 0.0 => Some(a),
         PartitionSpec::Dirichlet(a) => {
-            ck.err("partition.dirichlet", format!("expected a concentration > 0, found {a}"), None);
+            ck.err(
+                "partition.dirichlet",
+                format!("expected a concentration > 0, found {a}"),
+                None,
+            );
             None
         }
     };
@@ -131,7 +172,9 @@ fn data(f: &ScenarioFile, ck: &mut Checker) -> DataSpec {
 fn server(f: &ScenarioFile, ck: &mut Checker) -> ServerConfig {
     let s = &f.server;
     let count = f.clients.count as usize;
-    let t = |q: Option<super::units::Q<super::units::Time>>, default: u64| q.map_or(default, |q| q.value.round() as u64);
+    let t = |q: Option<super::units::Q<super::units::Time>>, default: u64| {
+        q.map_or(default, |q| q.value.round() as u64)
+    };
     let cfg = ServerConfig {
         min_num_clients: s.min_num_clients,
         max_num_clients: s.max_num_clients.unwrap_or(usize::MAX),
@@ -146,14 +189,35 @@ fn server(f: &ScenarioFile, ck: &mut Checker) -> ServerConfig {
         aggregator: s.aggregator.clone(),
     };
     if s.min_num_clients > count {
-        ck.err("server.min_num_clients", format!("min_num_clients ({}) is more than clients.count ({count}): no round could start", s.min_num_clients), None);
+        ck.err(
+            "server.min_num_clients",
+            format!(
+                "min_num_clients ({}) is more than clients.count ({count}): no round could start",
+                s.min_num_clients
+            ),
+            None,
+        );
     }
     if s.clients_per_round > count {
-        ck.err("server.clients_per_round", format!("clients_per_round ({}) is more than clients.count ({count})", s.clients_per_round), Some("omit it to take every live client".into()));
+        ck.err(
+            "server.clients_per_round",
+            format!(
+                "clients_per_round ({}) is more than clients.count ({count})",
+                s.clients_per_round
+            ),
+            Some("omit it to take every live client".into()),
+        );
     }
     if let Some(max) = s.max_num_clients {
         if max < s.min_num_clients {
-            ck.err("server.max_num_clients", format!("max_num_clients ({max}) is less than min_num_clients ({})", s.min_num_clients), None);
+            ck.err(
+                "server.max_num_clients",
+                format!(
+                    "max_num_clients ({max}) is less than min_num_clients ({})",
+                    s.min_num_clients
+                ),
+                None,
+            );
         }
     }
     if s.rounds <= s.start_round {
@@ -164,16 +228,31 @@ fn server(f: &ScenarioFile, ck: &mut Checker) -> ServerConfig {
     }
     if crate::aggregate::by_name(&s.aggregator).is_none() {
         let hint = did_you_mean(&s.aggregator, crate::aggregate::NAMES.iter().copied());
-        ck.err("server.aggregator", format!("unknown aggregator `{}`, expected one of {}", s.aggregator, crate::aggregate::NAMES.join(", ")), hint);
+        ck.err(
+            "server.aggregator",
+            format!(
+                "unknown aggregator `{}`, expected one of {}",
+                s.aggregator,
+                crate::aggregate::NAMES.join(", ")
+            ),
+            hint,
+        );
     }
     cfg
 }
 
 fn transport(f: &ScenarioFile, ck: &mut Checker) -> TransportConfig {
     let t = &f.transport;
-    for (key, p) in [("transport.loss", t.loss), ("transport.corruption", t.corruption)] {
+    for (key, p) in [
+        ("transport.loss", t.loss),
+        ("transport.corruption", t.corruption),
+    ] {
         if !(0.0..1.0).contains(&p) {
-            ck.err(key, format!("expected a probability in [0, 1), found {p}"), None);
+            ck.err(
+                key,
+                format!("expected a probability in [0, 1), found {p}"),
+                None,
+            );
         }
     }
     if t.level.is_some_and(|l| l > 9) {
@@ -181,7 +260,11 @@ fn transport(f: &ScenarioFile, ck: &mut Checker) -> TransportConfig {
     }
     let aes_key = (t.encryption == Encryption::AesGcm).then(|| match &t.key {
         Some(hex) => parse_key(hex).unwrap_or_else(|| {
-            ck.err("transport.key", "expected 64 hex digits (a 256-bit key)", None);
+            ck.err(
+                "transport.key",
+                "expected 64 hex digits (a 256-bit key)",
+                None,
+            );
             [0; 32]
         }),
         None => {
@@ -219,19 +302,34 @@ fn group_blocks(f: &ScenarioFile, ck: &mut Checker) -> Vec<(u32, u32)> {
     }
     let total: f64 = groups.iter().map(|g| g.share).sum();
     if (total - 1.0).abs() > 1e-6 {
-        ck.err("clients.groups", format!("group shares must sum to 1, they sum to {total}"), None);
+        ck.err(
+            "clients.groups",
+            format!("group shares must sum to 1, they sum to {total}"),
+            None,
+        );
     }
     for (i, g) in groups.iter().enumerate() {
         if !(g.share > 0.0 && g.share <= 1.0) {
-            ck.err(&format!("clients.groups[{i}].share"), format!("expected a share in (0, 1], found {}", g.share), None);
+            ck.err(
+                &format!("clients.groups[{i}].share"),
+                format!("expected a share in (0, 1], found {}", g.share),
+                None,
+            );
         }
         if let Some(name) = &g.name {
             if groups[..i].iter().any(|o| o.name.as_ref() == Some(name)) {
-                ck.err(&format!("clients.groups[{i}].name"), format!("group name `{name}` is used twice"), None);
+                ck.err(
+                    &format!("clients.groups[{i}].name"),
+                    format!("group name `{name}` is used twice"),
+                    None,
+                );
             }
         }
     }
-    split_by_shares(f.clients.count, &groups.iter().map(|g| g.share).collect::<Vec<_>>())
+    split_by_shares(
+        f.clients.count,
+        &groups.iter().map(|g| g.share).collect::<Vec<_>>(),
+    )
 }
 
 fn split_by_shares(n: u32, shares: &[f64]) -> Vec<(u32, u32)> {
@@ -239,13 +337,24 @@ fn split_by_shares(n: u32, shares: &[f64]) -> Vec<(u32, u32)> {
     let exact: Vec<f64> = shares.iter().map(|s| s / total * f64::from(n)).collect();
     let mut sizes: Vec<u32> = exact.iter().map(|e| e.floor() as u32).collect();
     let mut order: Vec<usize> = (0..shares.len()).collect();
-    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
     let missing = n - sizes.iter().sum::<u32>();
     for &i in order.iter().take(missing as usize) {
         sizes[i] += 1;
     }
     let mut start = 0;
-    sizes.iter().map(|s| { let b = (start, start + s); start += s; b }).collect()
+    sizes
+        .iter()
+        .map(|s| {
+            let b = (start, start + s);
+            start += s;
+            b
+        })
+        .collect()
 }
 
 /// The group of client `id`: by block for initial clients, round-robin by block order for
@@ -257,8 +366,12 @@ fn group_of(blocks: &[(u32, u32)], id: u32, count: u32) -> Option<usize> {
     if id < count {
         return blocks.iter().position(|(s, e)| (*s..*e).contains(&id));
     }
-    let nonempty: Vec<usize> = (0..blocks.len()).filter(|&i| blocks[i].1 > blocks[i].0).collect();
-    nonempty.get(((id - count) as usize) % nonempty.len().max(1)).copied()
+    let nonempty: Vec<usize> = (0..blocks.len())
+        .filter(|&i| blocks[i].1 > blocks[i].0)
+        .collect();
+    nonempty
+        .get(((id - count) as usize) % nonempty.len().max(1))
+        .copied()
 }
 
 fn profile(f: &ScenarioFile, blocks: &[(u32, u32)], id: u32, count: u32) -> Profile {
@@ -268,27 +381,43 @@ fn profile(f: &ScenarioFile, blocks: &[(u32, u32)], id: u32, count: u32) -> Prof
     Profile {
         per_sample_us: g.compute.per_sample.map_or(Dist::Fixed(0.0), |d| d.dist),
         latency_us: g.link.latency.map_or(Dist::Fixed(0.0), |d| d.dist),
-        bandwidth: g.link.bandwidth.map_or(Dist::Fixed(f64::INFINITY), |d| d.dist),
+        bandwidth: g
+            .link
+            .bandwidth
+            .map_or(Dist::Fixed(f64::INFINITY), |d| d.dist),
         per_round: g.per_round,
     }
 }
 
 fn span(ck: &mut Checker, at: &str, s: &str) -> Span {
     let t = s.trim();
-    let rounds = t.strip_suffix("rounds").or_else(|| t.strip_suffix("round")).map(str::trim);
+    let rounds = t
+        .strip_suffix("rounds")
+        .or_else(|| t.strip_suffix("round"))
+        .map(str::trim);
     if let Some(n) = rounds.and_then(|n| n.parse::<u32>().ok()) {
         return Span::Rounds(n);
     }
     match <super::units::Time as super::units::Unit>::parse(t) {
         Ok(us) => Span::Time(us.round() as u64),
         Err(m) => {
-            ck.err(at, format!("expected a duration like `90s` or a round count like `2 rounds`: {m}"), None);
+            ck.err(
+                at,
+                format!("expected a duration like `90s` or a round count like `2 rounds`: {m}"),
+                None,
+            );
             Span::Time(0)
         }
     }
 }
 
-fn events(f: &ScenarioFile, ck: &mut Checker, blocks: &[(u32, u32)], count: u32, total: u32) -> Vec<Fault> {
+fn events(
+    f: &ScenarioFile,
+    ck: &mut Checker,
+    blocks: &[(u32, u32)],
+    count: u32,
+    total: u32,
+) -> Vec<Fault> {
     let mut faults = Vec::new();
     let mut next_join = count;
     let last_round = f.server.rounds.saturating_sub(1);
@@ -297,7 +426,14 @@ fn events(f: &ScenarioFile, ck: &mut Checker, blocks: &[(u32, u32)], count: u32,
         let trigger = match e.at {
             TriggerSpec::Round(r) => {
                 if r > last_round || r < f.server.start_round {
-                    ck.err(&format!("{at}.at.round"), format!("round {r} is outside the run (rounds {}..={last_round})", f.server.start_round), None);
+                    ck.err(
+                        &format!("{at}.at.round"),
+                        format!(
+                            "round {r} is outside the run (rounds {}..={last_round})",
+                            f.server.start_round
+                        ),
+                        None,
+                    );
                 }
                 Trigger::Round(r)
             }
@@ -313,9 +449,17 @@ fn events(f: &ScenarioFile, ck: &mut Checker, blocks: &[(u32, u32)], count: u32,
                 JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
             };
             if e.clients.is_some() {
-                ck.err(&format!("{at}.clients"), "a join makes new clients: leave `clients` out", None);
+                ck.err(
+                    &format!("{at}.clients"),
+                    "a join makes new clients: leave `clients` out",
+                    None,
+                );
             }
-            faults.push(Fault { at: trigger, clients: (next_join..next_join + n).collect(), action: Action::Join });
+            faults.push(Fault {
+                at: trigger,
+                clients: (next_join..next_join + n).collect(),
+                action: Action::Join,
+            });
             next_join += n;
             continue;
         }
@@ -326,14 +470,31 @@ fn events(f: &ScenarioFile, ck: &mut Checker, blocks: &[(u32, u32)], count: u32,
             ck.err(&at, "expected `clients:` naming whom the event hits", None);
             continue;
         };
-        let clients = targets(f, ck, &format!("{at}.clients"), target, blocks, i, count, total);
+        let clients = targets(
+            f,
+            ck,
+            &format!("{at}.clients"),
+            target,
+            blocks,
+            i,
+            count,
+            total,
+        );
         let action = match e {
-            EventSpec { dropout: Some(d), .. } => Action::Dropout(span(ck, &format!("{at}.dropout.for"), &d.span)),
+            EventSpec {
+                dropout: Some(d), ..
+            } => Action::Dropout(span(ck, &format!("{at}.dropout.for"), &d.span)),
             EventSpec { quit: Some(_), .. } => Action::Quit,
-            EventSpec { late: Some(l), .. } => Action::Late { delay: l.delay.value.round() as u64 },
+            EventSpec { late: Some(l), .. } => Action::Late {
+                delay: l.delay.value.round() as u64,
+            },
             EventSpec { slow: Some(s), .. } => {
                 if s.factor <= 0.0 {
-                    ck.err(&format!("{at}.slow.factor"), format!("expected a factor > 0, found {}", s.factor), None);
+                    ck.err(
+                        &format!("{at}.slow.factor"),
+                        format!("expected a factor > 0, found {}", s.factor),
+                        None,
+                    );
                 }
                 Action::Slow {
                     factor: s.factor,
@@ -343,26 +504,58 @@ fn events(f: &ScenarioFile, ck: &mut Checker, blocks: &[(u32, u32)], count: u32,
                 }
             }
             EventSpec { crash: Some(_), .. } => Action::Crash,
-            EventSpec { corrupt: Some(c), .. } => Action::Corrupt { messages: c.messages },
+            EventSpec {
+                corrupt: Some(c), ..
+            } => Action::Corrupt {
+                messages: c.messages,
+            },
             _ => continue,
         };
-        faults.push(Fault { at: trigger, clients, action });
+        faults.push(Fault {
+            at: trigger,
+            clients,
+            action,
+        });
     }
     faults
 }
 
 fn action_count(e: &EventSpec) -> usize {
-    [e.dropout.is_some(), e.quit.is_some(), e.join.is_some(), e.late.is_some(), e.slow.is_some(), e.crash.is_some(), e.corrupt.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count()
+    [
+        e.dropout.is_some(),
+        e.quit.is_some(),
+        e.join.is_some(),
+        e.late.is_some(),
+        e.slow.is_some(),
+        e.crash.is_some(),
+        e.corrupt.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count()
 }
 
 #[allow(clippy::too_many_arguments)]
-fn targets(f: &ScenarioFile, ck: &mut Checker, at: &str, t: &TargetSpec, blocks: &[(u32, u32)], index: usize, count: u32, total: u32) -> Vec<u32> {
+fn targets(
+    f: &ScenarioFile,
+    ck: &mut Checker,
+    at: &str,
+    t: &TargetSpec,
+    blocks: &[(u32, u32)],
+    index: usize,
+    count: u32,
+    total: u32,
+) -> Vec<u32> {
     let check = |ck: &mut Checker, ids: Vec<u32>| {
         if let Some(bad) = ids.iter().find(|&&c| c >= total) {
-            ck.err(at, format!("client {bad} does not exist: ids run from 0 to {}", total.saturating_sub(1)), None);
+            ck.err(
+                at,
+                format!(
+                    "client {bad} does not exist: ids run from 0 to {}",
+                    total.saturating_sub(1)
+                ),
+                None,
+            );
         }
         ids
     };
@@ -370,12 +563,21 @@ fn targets(f: &ScenarioFile, ck: &mut Checker, at: &str, t: &TargetSpec, blocks:
         TargetSpec::Ids(ids) => check(ck, ids.clone()),
         TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b => check(ck, (*a..=*b).collect()),
         TargetSpec::Pick(PickSpec::Range([a, b])) => {
-            ck.err(at, format!("range [{a}, {b}] is empty: the first id must not exceed the last"), None);
+            ck.err(
+                at,
+                format!("range [{a}, {b}] is empty: the first id must not exceed the last"),
+                None,
+            );
             vec![]
         }
         TargetSpec::Pick(PickSpec::Group(name)) => {
             let names = f.clients.groups.iter().filter_map(|g| g.name.as_deref());
-            match f.clients.groups.iter().position(|g| g.name.as_deref() == Some(name)) {
+            match f
+                .clients
+                .groups
+                .iter()
+                .position(|g| g.name.as_deref() == Some(name))
+            {
                 Some(g) => (blocks[g].0..blocks[g].1).collect(),
                 None => {
                     let hint = did_you_mean(name, names);
@@ -397,7 +599,11 @@ fn targets(f: &ScenarioFile, ck: &mut Checker, at: &str, t: &TargetSpec, blocks:
             ids
         }
         TargetSpec::Pick(PickSpec::Random(frac)) => {
-            ck.err(at, format!("expected a fraction in (0, 1], found {frac}"), None);
+            ck.err(
+                at,
+                format!("expected a fraction in (0, 1], found {frac}"),
+                None,
+            );
             vec![]
         }
     }
@@ -405,10 +611,19 @@ fn targets(f: &ScenarioFile, ck: &mut Checker, at: &str, t: &TargetSpec, blocks:
 
 /// Faults that make traced clients follow their windows: offline before the first, between
 /// windows and after the last.
-fn availability(f: &ScenarioFile, a: &AvailabilitySpec, ck: &mut Checker, total: u32) -> Vec<Fault> {
+fn availability(
+    f: &ScenarioFile,
+    a: &AvailabilitySpec,
+    ck: &mut Checker,
+    total: u32,
+) -> Vec<Fault> {
     let path = ck.file.parent().unwrap_or(Path::new(".")).join(&a.trace);
     if !path.exists() {
-        ck.err("availability.trace", format!("trace file `{}` does not exist", path.display()), None);
+        ck.err(
+            "availability.trace",
+            format!("trace file `{}` does not exist", path.display()),
+            None,
+        );
         return vec![];
     }
     let windows = match trace::read(&path) {
@@ -422,11 +637,22 @@ fn availability(f: &ScenarioFile, a: &AvailabilitySpec, ck: &mut Checker, total:
     let mut faults = Vec::new();
     for (client, ws) in windows {
         if client >= total {
-            ck.err("availability.trace", format!("the trace names client {client}, but ids run from 0 to {}", total.saturating_sub(1)), None);
+            ck.err(
+                "availability.trace",
+                format!(
+                    "the trace names client {client}, but ids run from 0 to {}",
+                    total.saturating_sub(1)
+                ),
+                None,
+            );
             continue;
         }
         let mut off = |at: u64, until: u64| {
-            faults.push(Fault { at: Trigger::Time(at), clients: vec![client], action: Action::Dropout(Span::Time(until - at)) });
+            faults.push(Fault {
+                at: Trigger::Time(at),
+                clients: vec![client],
+                action: Action::Dropout(Span::Time(until - at)),
+            });
         };
         if ws[0].0 > 0 {
             off(0, ws[0].0);
@@ -442,24 +668,42 @@ fn availability(f: &ScenarioFile, a: &AvailabilitySpec, ck: &mut Checker, total:
 
 /// Checks the `expect:` block: known event names, clients that exist, sensible bounds.
 pub(crate) fn check_expect(f: &ScenarioFile, ck: &mut Checker) {
-    let total = f.clients.count + f.events.iter().filter_map(|e| e.join).map(|j| match j {
-        JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
-    }).sum::<u32>();
+    let total = f.clients.count
+        + f.events
+            .iter()
+            .filter_map(|e| e.join)
+            .map(|j| match j {
+                JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
+            })
+            .sum::<u32>();
     for (i, x) in f.expect.iter().enumerate() {
         let at = format!("expect[{i}]");
-        let kinds = [x.event.is_some(), x.first.is_some() || x.then.is_some(), x.aggregated.is_some() || x.timed_out.is_some() || x.rounds_completed.is_some(), x.final_.is_some()];
+        let kinds = [
+            x.event.is_some(),
+            x.first.is_some() || x.then.is_some(),
+            x.aggregated.is_some() || x.timed_out.is_some() || x.rounds_completed.is_some(),
+            x.final_.is_some(),
+        ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             ck.err(&at, "expected one kind of assertion: `event`, `first`/`then`, `aggregated`/`timed_out`/`rounds_completed`, or `final`", None);
             continue;
         }
         check_matcher(x, &at, ck, total, f.server.rounds);
         if x.first.is_some() != x.then.is_some() {
-            ck.err(&at, "an order assertion needs both `first` and `then`", None);
+            ck.err(
+                &at,
+                "an order assertion needs both `first` and `then`",
+                None,
+            );
         }
         for (key, m) in [("first", &x.first), ("then", &x.then)] {
             if let Some(m) = m {
                 if m.event.is_none() {
-                    ck.err(&format!("{at}.{key}"), "expected `event:` in an order matcher", None);
+                    ck.err(
+                        &format!("{at}.{key}"),
+                        "expected `event:` in an order matcher",
+                        None,
+                    );
                 }
                 check_matcher(m, &format!("{at}.{key}"), ck, total, f.server.rounds);
             }
@@ -473,23 +717,49 @@ pub(crate) fn check_expect(f: &ScenarioFile, ck: &mut Checker) {
 fn check_matcher(x: &ExpectSpec, at: &str, ck: &mut Checker, total: u32, rounds: u32) {
     if let Some(name) = &x.event {
         if EventName::parse(name).is_none() {
-            let all = crate::fed_learn::EventType::ALL.iter().map(|e| e.as_str()).chain(crate::sim::SimEvent::ALL.iter().map(|e| e.as_str()));
+            let all = crate::fed_learn::EventType::ALL
+                .iter()
+                .map(|e| e.as_str())
+                .chain(crate::sim::SimEvent::ALL.iter().map(|e| e.as_str()));
             let hint = did_you_mean(name, all);
-            ck.err(&format!("{at}.event"), format!("unknown event `{name}`"), hint);
+            ck.err(
+                &format!("{at}.event"),
+                format!("unknown event `{name}`"),
+                hint,
+            );
         }
     }
     for (key, c) in [("client", &x.client), ("actor", &x.actor)] {
         match c {
-            Some(ClientRef::Id(id)) if *id >= total => ck.err(&format!("{at}.{key}"), format!("client {id} does not exist"), None),
-            Some(ClientRef::Name(n)) if n != "server" && client_id(n).is_none_or(|id| id >= total) => {
-                ck.err(&format!("{at}.{key}"), format!("`{n}` is not a client of this scenario (expected `client-0007` or an id)"), None)
+            Some(ClientRef::Id(id)) if *id >= total => ck.err(
+                &format!("{at}.{key}"),
+                format!("client {id} does not exist"),
+                None,
+            ),
+            Some(ClientRef::Name(n))
+                if n != "server" && client_id(n).is_none_or(|id| id >= total) =>
+            {
+                ck.err(
+                    &format!("{at}.{key}"),
+                    format!(
+                        "`{n}` is not a client of this scenario (expected `client-0007` or an id)"
+                    ),
+                    None,
+                )
             }
             _ => {}
         }
     }
     if let Some(r) = x.round {
         if r >= rounds {
-            ck.err(&format!("{at}.round"), format!("round {r} is past the last round ({})", rounds.saturating_sub(1)), None);
+            ck.err(
+                &format!("{at}.round"),
+                format!(
+                    "round {r} is past the last round ({})",
+                    rounds.saturating_sub(1)
+                ),
+                None,
+            );
         }
     }
 }
@@ -506,7 +776,10 @@ mod tests {
     #[test]
     fn shares_split_by_largest_remainder() {
         assert_eq!(split_by_shares(10, &[0.8, 0.2]), vec![(0, 8), (8, 10)]);
-        assert_eq!(split_by_shares(10, &[1.0 / 3.0; 3]), vec![(0, 4), (4, 7), (7, 10)]);
+        assert_eq!(
+            split_by_shares(10, &[1.0 / 3.0; 3]),
+            vec![(0, 4), (4, 7), (7, 10)]
+        );
         assert_eq!(group_of(&[(0, 8), (8, 10)], 11, 10), Some(1));
     }
 }

@@ -21,7 +21,14 @@ pub struct ScenarioError {
 
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
         if let Some(h) = &self.hint {
             write!(f, " ({h})")?;
         }
@@ -48,7 +55,10 @@ impl fmt::Display for ScenarioErrors {
 impl std::error::Error for ScenarioErrors {}
 
 /// Suggests the candidate closest to `word`, if it is close enough to be a typo.
-pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -59,7 +69,10 @@ pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = 
 
 /// The hint for a serde "unknown field/variant `x`, expected one of `a`, `b`" message.
 pub(crate) fn hint_for(message: &str) -> Option<String> {
-    let rest = message.split("unknown field `").nth(1).or_else(|| message.split("unknown variant `").nth(1))?;
+    let rest = message
+        .split("unknown field `")
+        .nth(1)
+        .or_else(|| message.split("unknown variant `").nth(1))?;
     let word = rest.split('`').next()?;
     let expected = rest.split_once("expected")?.1;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
@@ -72,7 +85,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -88,6 +103,9 @@ mod tests {
         let m = "events[0]: unknown field `dropuot`, expected one of `at`, `clients`, `dropout`, `quit`";
         assert_eq!(hint_for(m).as_deref(), Some("did you mean `dropout`?"));
         assert_eq!(hint_for("unknown field `zzzzzzzz`, expected `at`"), None);
-        assert_eq!(did_you_mean("fedvg", ["fedavg", "fedavgm"]).as_deref(), Some("did you mean `fedavg`?"));
+        assert_eq!(
+            did_you_mean("fedvg", ["fedavg", "fedavgm"]).as_deref(),
+            Some("did you mean `fedavg`?")
+        );
     }
 }

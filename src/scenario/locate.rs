@@ -36,11 +36,16 @@ pub(crate) fn locate(text: &str, path: &[Seg]) -> (usize, usize) {
 /// The first `key:` at or after (line, col).
 fn refine(text: &str, line: usize, col: usize, key: &str) -> Option<(usize, usize)> {
     for (i, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
-        let from = if i + 1 == line { col.saturating_sub(1).min(l.len()) } else { 0 };
+        let from = if i + 1 == line {
+            col.saturating_sub(1).min(l.len())
+        } else {
+            0
+        };
         let mut search = from;
         while let Some(pos) = l.get(search..).and_then(|s| s.find(key)) {
             let at = search + pos;
-            let before_ok = at == 0 || !l.as_bytes()[at - 1].is_ascii_alphanumeric() && l.as_bytes()[at - 1] != b'_';
+            let before_ok = at == 0
+                || !l.as_bytes()[at - 1].is_ascii_alphanumeric() && l.as_bytes()[at - 1] != b'_';
             let after = l[at + key.len()..].trim_start();
             if before_ok && after.starts_with(':') {
                 return Some((i + 1, at + 1));
@@ -72,7 +77,8 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
         while let Some(k) = m.next_key::<serde_yaml::Value>()? {
-            let hit = matches!((&self.0[0], k.as_str()), (Seg::Key(want), Some(got)) if want == got);
+            let hit =
+                matches!((&self.0[0], k.as_str()), (Seg::Key(want), Some(got)) if want == got);
             if hit {
                 m.next_value_seed(Walk(&self.0[1..]))?;
             } else {
@@ -155,6 +161,14 @@ mod tests {
         assert_eq!(locate(DOC, &path("server.rounds")), (3, 3));
         assert_eq!(locate(DOC, &path("events[1].clients")), (8, 5));
         assert_eq!(locate(DOC, &path("events[0].quit")), (6, 24));
-        assert_eq!(path("events[2].at.round"), vec![Seg::Key("events".into()), Seg::Index(2), Seg::Key("at".into()), Seg::Key("round".into())]);
+        assert_eq!(
+            path("events[2].at.round"),
+            vec![
+                Seg::Key("events".into()),
+                Seg::Index(2),
+                Seg::Key("at".into()),
+                Seg::Key("round".into())
+            ]
+        );
     }
 }

@@ -7,8 +7,10 @@
 //! - `locate`: positions of key paths, for errors found after parsing.
 //! - `trace`: availability traces (CSV).
 //! - [`error`]: positioned errors with hints.
+//! - [`expect`]: checking `expect:` against a finished run.
 
 pub mod error;
+pub mod expect;
 pub mod schema;
 pub mod units;
 
@@ -58,19 +60,40 @@ impl Scenario {
     /// Checks scenario bytes, which may be anything: binary, truncated or empty input gives a
     /// positioned error, never a panic.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Scenario, ScenarioErrors> {
-        let one = |line, column, message: String, hint| ScenarioErrors(vec![ScenarioError { file: path.to_path_buf(), line, column, message, hint }]);
+        let one = |line, column, message: String, hint| {
+            ScenarioErrors(vec![ScenarioError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                message,
+                hint,
+            }])
+        };
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
                 let (line, column) = position(bytes, e.valid_up_to());
-                return Err(one(line, column, "expected UTF-8 YAML text, found binary data".into(), None));
+                return Err(one(
+                    line,
+                    column,
+                    "expected UTF-8 YAML text, found binary data".into(),
+                    None,
+                ));
             }
         };
         if let Some(i) = text.find('\0') {
             let (line, column) = position(bytes, i);
-            return Err(one(line, column, "expected YAML text, found a NUL byte (binary data)".into(), None));
+            return Err(one(
+                line,
+                column,
+                "expected YAML text, found a NUL byte (binary data)".into(),
+                None,
+            ));
         }
-        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
             return Err(one(1, 1, "the scenario is empty: expected a mapping with `name`, `task`, `server` and `clients`".into(), None));
         }
         let file: ScenarioFile = serde_yaml::from_str(text).map_err(|e| {
@@ -79,11 +102,19 @@ impl Scenario {
             let hint = error::hint_for(&message);
             one(line, column, message, hint)
         })?;
-        let mut ck = compile::Checker { text, file: path, errors: Vec::new() };
+        let mut ck = compile::Checker {
+            text,
+            file: path,
+            errors: Vec::new(),
+        };
         compile::check_expect(&file, &mut ck);
         let config = compile::compile(&file, &mut ck);
         match config {
-            Some(config) if ck.errors.is_empty() => Ok(Scenario { path: path.to_path_buf(), file, config }),
+            Some(config) if ck.errors.is_empty() => Ok(Scenario {
+                path: path.to_path_buf(),
+                file,
+                config,
+            }),
             _ => {
                 let mut errors = ck.errors;
                 errors.sort_by_key(|e| (e.file.clone(), e.line, e.column));

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::units::{map_enum, DistQ, Plain, Q, Rate, Time};
+use super::units::{map_enum, DistQ, Plain, Rate, Time, Q};
 
 /// A scenario: a federation, what goes wrong in it, and what should be observed.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -172,7 +172,12 @@ fn lr() -> f32 {
 
 impl Default for TrainingSpec {
     fn default() -> Self {
-        TrainingSpec { local_epochs: 1, batch_size: 16, lr: 0.05, fedprox_mu: 0.0 }
+        TrainingSpec {
+            local_epochs: 1,
+            batch_size: 16,
+            lr: 0.05,
+            fedprox_mu: 0.0,
+        }
     }
 }
 

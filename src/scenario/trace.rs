@@ -20,7 +20,8 @@ pub(crate) fn read(path: &Path) -> Result<Windows, Vec<ScenarioError>> {
         message,
         hint: None,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| vec![err(1, 1, format!("cannot read the trace: {e}"))])?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![err(1, 1, format!("cannot read the trace: {e}"))])?;
     let mut windows = Windows::new();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -31,14 +32,25 @@ pub(crate) fn read(path: &Path) -> Result<Windows, Vec<ScenarioError>> {
         }
         let cells: Vec<&str> = l.split(',').map(str::trim).collect();
         if cells.len() != 3 {
-            errors.push(err(line_no, 1, format!("expected 3 columns `client,active_from,active_until`, found {}", cells.len())));
+            errors.push(err(
+                line_no,
+                1,
+                format!(
+                    "expected 3 columns `client,active_from,active_until`, found {}",
+                    cells.len()
+                ),
+            ));
             continue;
         }
         let col = |k: usize| line.split(',').take(k).map(|c| c.len() + 1).sum::<usize>() + 1;
         let client = match cells[0].trim_start_matches("client-").parse::<u32>() {
             Ok(c) => c,
             Err(_) => {
-                errors.push(err(line_no, col(0), format!("expected a client id, found `{}`", cells[0])));
+                errors.push(err(
+                    line_no,
+                    col(0),
+                    format!("expected a client id, found `{}`", cells[0]),
+                ));
                 continue;
             }
         };
@@ -51,8 +63,14 @@ pub(crate) fn read(path: &Path) -> Result<Windows, Vec<ScenarioError>> {
             Ok(us.round() as Micros)
         };
         match (time(1), time(2)) {
-            (Ok(from), Ok(until)) if from < until => windows.entry(client).or_default().push((from, until)),
-            (Ok(_), Ok(_)) => errors.push(err(line_no, col(1), "active_from must be before active_until".into())),
+            (Ok(from), Ok(until)) if from < until => {
+                windows.entry(client).or_default().push((from, until))
+            }
+            (Ok(_), Ok(_)) => errors.push(err(
+                line_no,
+                col(1),
+                "active_from must be before active_until".into(),
+            )),
             (Err(e), _) | (_, Err(e)) => errors.push(e),
         }
     }

@@ -42,7 +42,11 @@ impl Unit for Time {
             "h" => 3600e6,
             "d" => 86_400e6,
             "" => return Err(format!("`{s}` has no unit; write {}", Self::EXPECTED)),
-            other => return Err(format!("unknown time unit `{other}` in `{s}`; use us, ms, s, m, h or d")),
+            other => {
+                return Err(format!(
+                    "unknown time unit `{other}` in `{s}`; use us, ms, s, m, h or d"
+                ))
+            }
         };
         Ok(num * scale)
     }
@@ -50,7 +54,10 @@ impl Unit for Time {
         if v == 0.0 {
             Ok(0.0)
         } else {
-            Err(format!("`{v}` has no unit; write {} (for example `{v}s`)", Self::EXPECTED))
+            Err(format!(
+                "`{v}` has no unit; write {} (for example `{v}s`)",
+                Self::EXPECTED
+            ))
         }
     }
 }
@@ -107,7 +114,9 @@ impl Unit for Plain {
         json_schema!({"type": "number"})
     }
     fn parse(s: &str) -> Result<f64, String> {
-        s.trim().parse().map_err(|_| format!("`{s}` is not a number"))
+        s.trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number"))
     }
     fn number(v: f64) -> Result<f64, String> {
         Ok(v)
@@ -119,7 +128,9 @@ fn split_number(s: &str) -> Result<(f64, &str), String> {
     let end = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
         .unwrap_or(t.len());
-    let num: f64 = t[..end].parse().map_err(|_| format!("`{s}` does not start with a number"))?;
+    let num: f64 = t[..end]
+        .parse()
+        .map_err(|_| format!("`{s}` does not start with a number"))?;
     if num < 0.0 || !num.is_finite() {
         return Err(format!("`{s}` must not be negative"));
     }
@@ -137,7 +148,10 @@ pub struct Q<U> {
 impl<U> Q<U> {
     /// A quantity of `value` base units.
     pub fn new(value: f64) -> Self {
-        Q { value, unit: PhantomData }
+        Q {
+            value,
+            unit: PhantomData,
+        }
     }
 }
 
@@ -170,7 +184,13 @@ impl<'de, U: Unit> Deserialize<'de> for Q<U> {
 
 impl<U: Unit> JsonSchema for Q<U> {
     fn schema_name() -> Cow<'static, str> {
-        Cow::Owned(format!("Quantity_{}", std::any::type_name::<U>().rsplit("::").next().unwrap_or("U")))
+        Cow::Owned(format!(
+            "Quantity_{}",
+            std::any::type_name::<U>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("U")
+        ))
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         U::schema()
@@ -210,7 +230,10 @@ pub struct DistQ<U> {
 impl<U> DistQ<U> {
     /// Always `value` base units.
     pub fn fixed(value: f64) -> Self {
-        DistQ { dist: Dist::Fixed(value), unit: PhantomData }
+        DistQ {
+            dist: Dist::Fixed(value),
+            unit: PhantomData,
+        }
     }
 }
 
@@ -219,7 +242,11 @@ struct DistVisitor<U>(PhantomData<U>);
 impl<'de, U: Unit> Visitor<'de> for DistVisitor<U> {
     type Value = DistQ<U>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}, or a distribution such as {{uniform: {{low, high}}}}", U::EXPECTED)
+        write!(
+            f,
+            "{}, or a distribution such as {{uniform: {{low, high}}}}",
+            U::EXPECTED
+        )
     }
     fn visit_str<E: de::Error>(self, s: &str) -> Result<DistQ<U>, E> {
         U::parse(s).map(DistQ::fixed).map_err(E::custom)
@@ -236,16 +263,32 @@ impl<'de, U: Unit> Visitor<'de> for DistVisitor<U> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<DistQ<U>, A::Error> {
         let form = DistForm::<U>::deserialize(de::value::MapAccessDeserializer::new(map))?;
         let dist = match form {
-            DistForm::Uniform { low, high } if high.value >= low.value => Dist::Uniform { low: low.value, high: high.value },
+            DistForm::Uniform { low, high } if high.value >= low.value => Dist::Uniform {
+                low: low.value,
+                high: high.value,
+            },
             DistForm::Uniform { .. } => return Err(de::Error::custom("uniform needs low <= high")),
-            DistForm::Normal { mean, std } => Dist::Normal { mean: mean.value, std: std.value },
+            DistForm::Normal { mean, std } => Dist::Normal {
+                mean: mean.value,
+                std: std.value,
+            },
             DistForm::Lognormal { median, sigma } if median.value > 0.0 && sigma >= 0.0 => {
-                Dist::LogNormal { mu: median.value.ln(), sigma }
+                Dist::LogNormal {
+                    mu: median.value.ln(),
+                    sigma,
+                }
             }
-            DistForm::Lognormal { .. } => return Err(de::Error::custom("lognormal needs median > 0 and sigma >= 0")),
+            DistForm::Lognormal { .. } => {
+                return Err(de::Error::custom(
+                    "lognormal needs median > 0 and sigma >= 0",
+                ))
+            }
             DistForm::Exponential { mean } => Dist::Exponential { mean: mean.value },
         };
-        Ok(DistQ { dist, unit: PhantomData })
+        Ok(DistQ {
+            dist,
+            unit: PhantomData,
+        })
     }
 }
 
@@ -257,7 +300,13 @@ impl<'de, U: Unit> Deserialize<'de> for DistQ<U> {
 
 impl<U: Unit> JsonSchema for DistQ<U> {
     fn schema_name() -> Cow<'static, str> {
-        Cow::Owned(format!("Dist_{}", std::any::type_name::<U>().rsplit("::").next().unwrap_or("U")))
+        Cow::Owned(format!(
+            "Dist_{}",
+            std::any::type_name::<U>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("U")
+        ))
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         let v = serde_json::Value::from(U::schema());
@@ -272,37 +321,6 @@ impl<U: Unit> JsonSchema for DistQ<U> {
                 obj(serde_json::json!({"exponential": obj(serde_json::json!({"mean": v}), &["mean"])}), &["exponential"])
             ]
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_rates_parse() {
-        assert_eq!(Time::parse("250ms"), Ok(250_000.0));
-        assert_eq!(Time::parse("1.5s"), Ok(1_500_000.0));
-        assert_eq!(Time::parse("5m"), Ok(300e6));
-        assert_eq!(Time::parse(" 2h "), Ok(7200e6));
-        assert!(Time::parse("5").unwrap_err().contains("no unit"));
-        assert!(Time::parse("5 parsecs").unwrap_err().contains("unknown time unit"));
-        assert_eq!(Rate::parse("20MB/s"), Ok(20e6));
-        assert_eq!(Rate::parse("8Mbit/s"), Ok(1e6));
-        assert_eq!(Rate::parse("1KiB/s"), Ok(1024.0));
-        assert!(Rate::parse("20MB").is_err());
-    }
-
-    #[test]
-    fn distributions_parse_from_yaml() {
-        let d: DistQ<Time> = serde_yaml::from_str("{uniform: {low: 1ms, high: 3ms}}").unwrap();
-        assert_eq!(d.dist, Dist::Uniform { low: 1000.0, high: 3000.0 });
-        let d: DistQ<Time> = serde_yaml::from_str("2ms").unwrap();
-        assert_eq!(d.dist, Dist::Fixed(2000.0));
-        let d: DistQ<Plain> = serde_yaml::from_str("{lognormal: {median: 64, sigma: 0.5}}").unwrap();
-        assert_eq!(d.dist, Dist::LogNormal { mu: 64f64.ln(), sigma: 0.5 });
-        let e = serde_yaml::from_str::<DistQ<Time>>("{gaussian: {mean: 1s}}").unwrap_err();
-        assert!(e.to_string().contains("unknown variant `gaussian`"), "{e}");
     }
 }
 
@@ -328,4 +346,50 @@ where
         }
     }
     d.deserialize_any(V(PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_rates_parse() {
+        assert_eq!(Time::parse("250ms"), Ok(250_000.0));
+        assert_eq!(Time::parse("1.5s"), Ok(1_500_000.0));
+        assert_eq!(Time::parse("5m"), Ok(300e6));
+        assert_eq!(Time::parse(" 2h "), Ok(7200e6));
+        assert!(Time::parse("5").unwrap_err().contains("no unit"));
+        assert!(Time::parse("5 parsecs")
+            .unwrap_err()
+            .contains("unknown time unit"));
+        assert_eq!(Rate::parse("20MB/s"), Ok(20e6));
+        assert_eq!(Rate::parse("8Mbit/s"), Ok(1e6));
+        assert_eq!(Rate::parse("1KiB/s"), Ok(1024.0));
+        assert!(Rate::parse("20MB").is_err());
+    }
+
+    #[test]
+    fn distributions_parse_from_yaml() {
+        let d: DistQ<Time> = serde_yaml::from_str("{uniform: {low: 1ms, high: 3ms}}").unwrap();
+        assert_eq!(
+            d.dist,
+            Dist::Uniform {
+                low: 1000.0,
+                high: 3000.0
+            }
+        );
+        let d: DistQ<Time> = serde_yaml::from_str("2ms").unwrap();
+        assert_eq!(d.dist, Dist::Fixed(2000.0));
+        let d: DistQ<Plain> =
+            serde_yaml::from_str("{lognormal: {median: 64, sigma: 0.5}}").unwrap();
+        assert_eq!(
+            d.dist,
+            Dist::LogNormal {
+                mu: 64f64.ln(),
+                sigma: 0.5
+            }
+        );
+        let e = serde_yaml::from_str::<DistQ<Time>>("{gaussian: {mean: 1s}}").unwrap_err();
+        assert!(e.to_string().contains("unknown variant `gaussian`"), "{e}");
+    }
 }

@@ -1,0 +1,96 @@
+//! Whole-or-nothing files: everything is written under a temporary name in the same directory
+//! and renamed into place when complete, so a crash never leaves a half-written result under
+//! its real name.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// The temporary name for `path`: hidden, in the same directory (so the rename is atomic),
+/// keeping the extension (so encoders that look at it still work).
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
+}
+
+/// Writes `bytes` to `path` whole.
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    finish(result, &tmp, path)
+}
+
+/// Renames `tmp` over `path` if `result` is Ok, else removes `tmp`.
+pub fn finish(result: io::Result<()>, tmp: &Path, path: &Path) -> io::Result<()> {
+    match result.and_then(|_| std::fs::rename(tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A file being streamed: write through [`AtomicFile::writer`], then [`AtomicFile::commit`].
+pub struct AtomicFile {
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    /// Starts `path`, returning the handle and a buffered writer to the temporary file.
+    pub fn create(path: &Path) -> io::Result<(AtomicFile, BufWriter<File>)> {
+        let tmp = temp_path(path);
+        let f = File::create(&tmp)?;
+        Ok((
+            AtomicFile {
+                tmp,
+                path: path.to_path_buf(),
+            },
+            BufWriter::with_capacity(1 << 16, f),
+        ))
+    }
+
+    /// Moves the finished file into place. The writer must have been flushed and dropped.
+    pub fn commit(self) -> io::Result<()> {
+        finish(Ok(()), &self.tmp, &self.path)
+    }
+
+    /// Throws the temporary file away.
+    pub fn abandon(self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_appears_until_commit() {
+        let dir = std::env::temp_dir().join(format!("fedsim-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let (file, mut w) = AtomicFile::create(&path).unwrap();
+        w.write_all(b"line\n").unwrap();
+        drop(w);
+        assert!(!path.exists());
+        file.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"line\n");
+        write(&path, b"whole").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file is left"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,229 @@
+//! What a chart needs from a run, built from a fresh [`RunResult`] or read back from a run
+//! directory (`rounds.csv`, `events.jsonl`, `summary.json`), so `fedsim plot` redraws exactly
+//! what `fedsim run` drew.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::sim::{CrossSiteMatrix, EventRecord, RoundStats, RunResult};
+
+/// The header of `rounds.csv`.
+pub const ROUNDS_HEADER: &str = "round,t_us,selected,contributed,rejected,aggregated,train_loss,test_loss,test_accuracy,bytes_up,bytes_down";
+
+/// A kind of event worth a marker on the charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MarkerKind {
+    /// A client dropped out.
+    Dropout,
+    /// A client quit.
+    Quit,
+    /// A client joined.
+    Join,
+    /// A contribution was rejected as late.
+    Late,
+}
+
+impl MarkerKind {
+    /// The legend label.
+    pub fn label(self) -> &'static str {
+        match self {
+            MarkerKind::Dropout => "dropout",
+            MarkerKind::Quit => "quit",
+            MarkerKind::Join => "join",
+            MarkerKind::Late => "late rejection",
+        }
+    }
+
+    /// The marker kind of a log line's event name and reason, if any.
+    pub fn of(event: &str, reason: Option<&str>) -> Option<MarkerKind> {
+        match (event, reason) {
+            ("dropout_start", _) => Some(MarkerKind::Dropout),
+            ("_clientQuit", _) => Some(MarkerKind::Quit),
+            ("client_join", _) => Some(MarkerKind::Join),
+            ("contribution_rejected", Some("late")) => Some(MarkerKind::Late),
+            _ => None,
+        }
+    }
+}
+
+/// A run, as the charts see it.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// The scenario name (the label in comparisons).
+    pub name: String,
+    /// One row per aggregated round.
+    pub rounds: Vec<RoundStats>,
+    /// Marker events: when, what.
+    pub markers: Vec<(u64, MarkerKind)>,
+    /// Cross-site validation's matrix, if it ran.
+    pub cross_site: Option<CrossSiteMatrix>,
+}
+
+impl RunData {
+    /// From a run that kept its events.
+    pub fn from_result(r: &RunResult) -> RunData {
+        let markers = markers(r.events.iter());
+        RunData {
+            name: r.name.clone(),
+            rounds: r.rounds.clone(),
+            markers,
+            cross_site: r.cross_site.clone(),
+        }
+    }
+
+    /// From a run directory.
+    pub fn read(dir: &Path) -> Result<RunData, String> {
+        let summary: Value = read_json(&dir.join("summary.json"))?;
+        let name = summary["scenario"].as_str().unwrap_or("run").to_string();
+        let rounds = read_rounds(&dir.join("rounds.csv"))?;
+        let cross_site = summary.get("cross_site").and_then(matrix_from_json);
+        let markers = read_markers(&dir.join("events.jsonl"))?;
+        Ok(RunData {
+            name,
+            rounds,
+            markers,
+            cross_site,
+        })
+    }
+}
+
+fn markers<'a>(events: impl Iterator<Item = &'a EventRecord>) -> Vec<(u64, MarkerKind)> {
+    events
+        .filter_map(|e| {
+            MarkerKind::of(e.event.as_str(), e.detail_str("reason")).map(|k| (e.t_us, k))
+        })
+        .collect()
+}
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_markers(path: &Path) -> Result<Vec<(u64, MarkerKind)>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        let (Some(event), Some(t)) = (v["event"].as_str(), v["t_us"].as_u64()) else {
+            continue;
+        };
+        if let Some(k) = MarkerKind::of(event, v["detail"]["reason"].as_str()) {
+            out.push((t, k));
+        }
+    }
+    Ok(out)
+}
+
+/// `rounds.csv`'s text.
+pub fn rounds_csv(rounds: &[RoundStats]) -> String {
+    let mut s = String::from(ROUNDS_HEADER);
+    s.push('\n');
+    for r in rounds {
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.round,
+            r.t_us,
+            r.selected,
+            r.contributed,
+            r.rejected,
+            r.aggregated,
+            num(r.train_loss),
+            num(r.test_loss),
+            num(r.test_accuracy),
+            r.bytes_up,
+            r.bytes_down
+        ));
+    }
+    s
+}
+
+/// A float for CSV: shortest round-trip form, empty for NaN.
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        String::new()
+    }
+}
+
+fn read_rounds(path: &Path) -> Result<Vec<RoundStats>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = text.lines();
+    if lines.next() != Some(ROUNDS_HEADER) {
+        return Err(format!(
+            "{}: expected the header `{ROUNDS_HEADER}`",
+            path.display()
+        ));
+    }
+    lines
+        .enumerate()
+        .map(|(i, l)| {
+            let c: Vec<&str> = l.split(',').collect();
+            let bad = || {
+                format!(
+                    "{}:{}: expected 11 columns of numbers",
+                    path.display(),
+                    i + 2
+                )
+            };
+            if c.len() != 11 {
+                return Err(bad());
+            }
+            let u = |k: usize| c[k].parse::<u64>().map_err(|_| bad());
+            let f = |k: usize| {
+                if c[k].is_empty() {
+                    Ok(f64::NAN)
+                } else {
+                    c[k].parse::<f64>().map_err(|_| bad())
+                }
+            };
+            Ok(RoundStats {
+                round: u(0)? as u32,
+                t_us: u(1)?,
+                selected: u(2)? as usize,
+                contributed: u(3)? as usize,
+                rejected: u(4)? as usize,
+                aggregated: u(5)? as usize,
+                train_loss: f(6)?,
+                test_loss: f(7)?,
+                test_accuracy: f(8)?,
+                timed_out: false,
+                bytes_up: u(9)?,
+                bytes_down: u(10)?,
+            })
+        })
+        .collect()
+}
+
+/// The matrix as JSON, for summary.json.
+pub fn matrix_to_json(m: &CrossSiteMatrix) -> Value {
+    serde_json::json!({"models": m.models, "clients": m.clients, "accuracy": m.accuracy})
+}
+
+fn matrix_from_json(v: &Value) -> Option<CrossSiteMatrix> {
+    let strings = |k: &str| {
+        v[k].as_array().map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect::<Vec<_>>()
+        })
+    };
+    let accuracy = v["accuracy"]
+        .as_array()?
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .map(|r| r.iter().map(Value::as_f64).collect())
+        })
+        .collect::<Option<Vec<Vec<Option<f64>>>>>()?;
+    Some(CrossSiteMatrix {
+        models: strings("models")?,
+        clients: strings("clients")?,
+        accuracy,
+    })
+}

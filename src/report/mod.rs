@@ -1,0 +1,70 @@
+//! What a run leaves behind (DESIGN.md §5): `events.jsonl` (streamed during the run),
+//! `rounds.csv`, `summary.json`, `model.pb`, and the charts, each written whole.
+//!
+//! - [`atomic`]: temporary-file-then-rename writing.
+//! - [`data`]: a run as the charts see it, from a result or from a run directory.
+//! - [`chart`]: convergence charts, the cross-site heatmap, comparisons.
+//! - [`progress`]: the live progress bar.
+
+pub mod atomic;
+pub mod chart;
+pub mod data;
+pub mod progress;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::sim::RunResult;
+use data::RunData;
+
+/// The contents of `summary.json`.
+pub fn summary(r: &RunResult) -> serde_json::Value {
+    let counts: BTreeMap<&str, u64> = r
+        .event_counts
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    let mut s = json!({
+        "scenario": r.name,
+        "seed": r.seed,
+        "rounds_completed": r.rounds.len(),
+        "completed": r.completed,
+        "final": {
+            "test_accuracy": finite(r.metrics.accuracy),
+            "test_loss": finite(r.metrics.loss),
+        },
+        "virtual_time_us": r.virtual_us,
+        "event_counts": counts,
+        "wall_s": r.wall_s,
+        "client_updates": r.client_updates,
+        "updates_per_s": r.updates_per_s(),
+    });
+    if let Some(m) = &r.cross_site {
+        s["cross_site"] = data::matrix_to_json(m);
+    }
+    s
+}
+
+fn finite(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+/// Writes every file except `events.jsonl` (streamed by the caller) into `dir`.
+pub fn write_run(dir: &Path, r: &RunResult) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    atomic::write(
+        &dir.join("rounds.csv"),
+        data::rounds_csv(&r.rounds).as_bytes(),
+    )?;
+    let summary = serde_json::to_string_pretty(&summary(r))? + "\n";
+    atomic::write(&dir.join("summary.json"), summary.as_bytes())?;
+    atomic::write(&dir.join("model.pb"), &r.model_bytes())?;
+    chart::write_charts(dir, &RunData::from_result(r))?;
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Checking a scenario's `expect:` block against a finished run: every scenario is a test.
+
+use super::compile::client_id;
+use super::schema::{Bound, ClientRef, ExpectSpec, ScenarioFile};
+use crate::sim::{Actor, EventName, EventRecord, RunResult};
+
+/// The verdict on one assertion.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Its index in `expect:`.
+    pub index: usize,
+    /// The assertion in words.
+    pub what: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What the run showed.
+    pub actual: String,
+    /// For a failed event assertion, the events closest to what was expected.
+    pub closest: Vec<EventRecord>,
+}
+
+/// Checks every assertion of `file` against `run`, which must have kept its events.
+pub fn check(file: &ScenarioFile, run: &RunResult) -> Vec<Outcome> {
+    file.expect
+        .iter()
+        .enumerate()
+        .map(|(i, x)| check_one(i, x, run))
+        .collect()
+}
+
+fn check_one(index: usize, x: &ExpectSpec, run: &RunResult) -> Outcome {
+    let out = |what: String, passed: bool, actual: String, closest: Vec<EventRecord>| Outcome {
+        index,
+        what,
+        passed,
+        actual,
+        closest,
+    };
+    if let (Some(first), Some(then)) = (&x.first, &x.then) {
+        let a = run.events.iter().find(|e| matches(first, e));
+        let b = run.events.iter().find(|e| matches(then, e));
+        let what = format!("{} before {}", describe(first), describe(then));
+        return match (a, b) {
+            (Some(a), Some(b)) => out(
+                what,
+                a.seq < b.seq,
+                format!("first at seq {}, then at seq {}", a.seq, b.seq),
+                vec![a.clone(), b.clone()],
+            ),
+            (a, _) => {
+                let missing = if a.is_none() {
+                    describe(first)
+                } else {
+                    describe(then)
+                };
+                let near = closest(if a.is_none() { first } else { then }, &run.events);
+                out(what, false, format!("no {missing} in the log"), near)
+            }
+        };
+    }
+    if x.event.is_some() {
+        let n = run.events.iter().filter(|e| matches(x, e)).count() as f64;
+        let bound = x.count.unwrap_or(Bound::Range {
+            min: Some(1.0),
+            max: None,
+        });
+        let ok = within(bound, n);
+        let what = format!("{} count {}", describe(x), show(bound));
+        return out(
+            what,
+            ok,
+            format!("{n} matching events"),
+            if ok { vec![] } else { closest(x, &run.events) },
+        );
+    }
+    if let Some(b) = x.rounds_completed {
+        let n = run.rounds.len() as f64;
+        return out(
+            format!("rounds completed {}", show(b)),
+            within(b, n),
+            format!("{n} rounds"),
+            vec![],
+        );
+    }
+    if let Some(f) = &x.final_ {
+        let mut ok = true;
+        let mut parts = Vec::new();
+        if let Some(b) = f.test_accuracy {
+            ok &= within(b, run.metrics.accuracy);
+            parts.push(format!(
+                "test_accuracy {} (was {:.4})",
+                show(b),
+                run.metrics.accuracy
+            ));
+        }
+        if let Some(b) = f.test_loss {
+            ok &= within(b, run.metrics.loss);
+            parts.push(format!(
+                "test_loss {} (was {:.4})",
+                show(b),
+                run.metrics.loss
+            ));
+        }
+        return out(
+            format!("final {}", parts.join(", ")),
+            ok,
+            parts.join(", "),
+            vec![],
+        );
+    }
+    let r = x.round.unwrap_or(0);
+    let Some(stats) = run.rounds.iter().find(|s| s.round == r) else {
+        return out(
+            format!("round {r}"),
+            false,
+            format!("round {r} never aggregated"),
+            vec![],
+        );
+    };
+    let mut ok = true;
+    let mut what = format!("round {r}");
+    if let Some(b) = x.aggregated {
+        ok &= within(b, stats.aggregated as f64);
+        what.push_str(&format!(" aggregated {}", show(b)));
+    }
+    if let Some(t) = x.timed_out {
+        ok &= stats.timed_out == t;
+        what.push_str(&format!(" timed_out = {t}"));
+    }
+    out(
+        what,
+        ok,
+        format!(
+            "aggregated {}, timed_out = {}",
+            stats.aggregated, stats.timed_out
+        ),
+        vec![],
+    )
+}
+
+fn within(b: Bound, v: f64) -> bool {
+    match b {
+        Bound::Exact(x) => (v - x).abs() < 1e-9,
+        Bound::Range { min, max } => min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m),
+    }
+}
+
+fn show(b: Bound) -> String {
+    match b {
+        Bound::Exact(x) => format!("= {x}"),
+        Bound::Range {
+            min: Some(a),
+            max: Some(b),
+        } => format!("in [{a}, {b}]"),
+        Bound::Range { min: Some(a), .. } => format!(">= {a}"),
+        Bound::Range { max: Some(b), .. } => format!("<= {b}"),
+        Bound::Range { .. } => "any".into(),
+    }
+}
+
+fn client_of(c: &ClientRef) -> Option<Actor> {
+    match c {
+        ClientRef::Id(id) => Some(Actor::Client(*id)),
+        ClientRef::Name(n) if n == "server" => Some(Actor::Server),
+        ClientRef::Name(n) => client_id(n).map(Actor::Client),
+    }
+}
+
+/// How many of the matcher's conditions `e` fails (0 is a match).
+fn misses(x: &ExpectSpec, e: &EventRecord) -> usize {
+    let mut m = 0;
+    if let Some(name) = &x.event {
+        m += usize::from(EventName::parse(name) != Some(e.event)) * 10;
+    }
+    if let Some(c) = &x.client {
+        m += usize::from(client_of(c) != e.client.map(Actor::Client));
+    }
+    if let Some(a) = &x.actor {
+        m += usize::from(client_of(a) != Some(e.actor));
+    }
+    if let Some(r) = x.round {
+        m += usize::from(e.round != Some(r));
+    }
+    if let Some(reason) = &x.reason {
+        m += usize::from(e.detail_str("reason") != Some(reason.as_str()));
+    }
+    m
+}
+
+fn matches(x: &ExpectSpec, e: &EventRecord) -> bool {
+    misses(x, e) == 0
+}
+
+/// Up to five events nearest to the matcher: same name first, then fewest other differences.
+fn closest(x: &ExpectSpec, events: &[EventRecord]) -> Vec<EventRecord> {
+    let mut scored: Vec<(usize, &EventRecord)> = events
+        .iter()
+        .map(|e| (misses(x, e), e))
+        .filter(|(m, _)| *m < 10)
+        .collect();
+    scored.sort_by_key(|(m, e)| (*m, e.seq));
+    scored.into_iter().take(5).map(|(_, e)| e.clone()).collect()
+}
+
+/// The matcher in words: `contribution_rejected{client: 7, reason: late}`.
+pub fn describe(x: &ExpectSpec) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = &x.client {
+        parts.push(format!("client: {}", show_ref(c)));
+    }
+    if let Some(a) = &x.actor {
+        parts.push(format!("actor: {}", show_ref(a)));
+    }
+    if let Some(r) = x.round {
+        parts.push(format!("round: {r}"));
+    }
+    if let Some(reason) = &x.reason {
+        parts.push(format!("reason: {reason}"));
+    }
+    let name = x.event.as_deref().unwrap_or("event");
+    if parts.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{}}}", parts.join(", "))
+    }
+}
+
+fn show_ref(c: &ClientRef) -> String {
+    match c {
+        ClientRef::Id(id) => crate::sim::client_name(*id),
+        ClientRef::Name(n) => n.clone(),
+    }
+}
