@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(locate(DOC, &path("server.min_num_clients")), (4, 3));
         assert_eq!(locate(DOC, &path("server.rounds")), (3, 3));
         assert_eq!(locate(DOC, &path("events[1].clients")), (8, 5));
-        assert_eq!(locate(DOC, &path("events[0].quit")), (6, 24));
+        assert_eq!(locate(DOC, &path("events[0].quit")), (6, 23));
         assert_eq!(
             path("events[2].at.round"),
             vec![

@@ -129,12 +129,20 @@ pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a schema is JSON")
 }
 
-/// serde_norway ends messages with " at line L column C"; the error prints its own position.
+/// serde_norway puts " at line L column C" into messages; the error prints its own position.
 fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) if msg[i..].contains(" column ") => msg[..i].to_string(),
-        _ => msg.to_string(),
-    }
+    let Some(i) = msg.find(" at line ") else {
+        return msg.to_string();
+    };
+    let rest = &msg[i + " at line ".len()..];
+    let Some(c) = rest.find(" column ") else {
+        return msg.to_string();
+    };
+    let after = &rest[c + " column ".len()..];
+    let digits = after
+        .find(|ch: char| !ch.is_ascii_digit())
+        .unwrap_or(after.len());
+    format!("{}{}", &msg[..i], &after[digits..])
 }
 
 /// 1-based line and column of byte `offset`.

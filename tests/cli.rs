@@ -1,0 +1,275 @@
+//! End-to-end tests of the `fedsim` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fedsim::fed_learn::pb::ModelData;
+use fedsim::learn::Params;
+use fedsim::scenario::Scenario;
+use prost::Message as _;
+
+fn fedsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fedsim"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fedsim-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(
+        &b[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
+    let be = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn run_writes_every_file_and_they_agree() {
+    let out = temp_dir("quickstart");
+    let o = fedsim(&[
+        "run",
+        "scenarios/quickstart.yaml",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "--quiet prints one line: {stdout}"
+    );
+    assert!(stdout.starts_with("quickstart: 15 rounds"), "{stdout}");
+    for f in [
+        "events.jsonl",
+        "rounds.csv",
+        "summary.json",
+        "model.pb",
+        "convergence.png",
+        "convergence.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let keys = ["seq", "t_us", "round", "actor", "event", "client", "detail"];
+    let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    for (i, line) in log.lines().enumerate() {
+        // Top-level keys are the only ones followed by these exact prefixes; their offsets
+        // must increase, and `detail` (an object) comes last.
+        let offsets: Vec<usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(k, key)| {
+                line.find(&format!("{}\"{key}\":", if k == 0 { "{" } else { "," }))
+                    .unwrap_or_else(|| panic!("line {i} lacks {key}: {line}"))
+            })
+            .collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "line {i} keys out of order: {line}"
+        );
+        assert_eq!(offsets[0], 0);
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 7);
+        assert_eq!(v["seq"], i as u64);
+    }
+
+    let csv = std::fs::read_to_string(out.join("rounds.csv")).unwrap();
+    assert_eq!(csv.lines().next().unwrap(), "round,t_us,selected,contributed,rejected,aggregated,train_loss,test_loss,test_accuracy,bytes_up,bytes_down");
+    assert_eq!(csv.lines().count(), 1 + 15);
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for k in [
+        "scenario",
+        "seed",
+        "rounds_completed",
+        "final",
+        "event_counts",
+        "wall_s",
+        "client_updates",
+        "updates_per_s",
+    ] {
+        assert!(summary.get(k).is_some(), "summary.json lacks {k}");
+    }
+    assert_eq!(summary["rounds_completed"], 15);
+
+    // model.pb is a plain ModelData; its accuracy on the global test set is summary.json's.
+    let md = ModelData::decode(std::fs::read(out.join("model.pb")).unwrap().as_slice()).unwrap();
+    let s = Scenario::load("scenarios/quickstart.yaml").unwrap();
+    let cfg = &s.config;
+    let classes = cfg.data.classes;
+    let like = cfg.model.init(
+        cfg.data.features,
+        classes,
+        &mut fedsim::rng::stream(0, "x", 0, 0),
+    );
+    let params = Params::from_model_data(&md, &like).unwrap();
+    let test = cfg
+        .data
+        .global_test(cfg.seed, u64::from(cfg.initial_clients));
+    let acc = cfg.model.evaluate(&params, &test).accuracy;
+    assert_eq!(summary["final"]["test_accuracy"].as_f64().unwrap(), acc);
+
+    assert_eq!(png_size(&out.join("convergence.png")), (1600, 1100));
+    let svg = std::fs::read_to_string(out.join("convergence.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("test accuracy"));
+
+    // `plot` redraws the same chart from the files.
+    let before = std::fs::read(out.join("convergence.png")).unwrap();
+    std::fs::remove_file(out.join("convergence.png")).unwrap();
+    assert!(fedsim(&["plot", out.to_str().unwrap()]).status.success());
+    assert_eq!(std::fs::read(out.join("convergence.png")).unwrap(), before);
+}
+
+#[test]
+fn a_bad_scenario_exits_2_with_the_positioned_error() {
+    let dir = temp_dir("bad");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 2 }\nevents:\n  - { at: { round: 1 }, clients: [0], dropuot: { for: 1 round } }\n").unwrap();
+    let o = fedsim(&[
+        "run",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("bad.yaml:6:39:") && err.contains("did you mean `dropout`?"),
+        "{err}"
+    );
+    assert!(!dir.join("out").exists());
+    let check = fedsim(&["check", "scenarios/quickstart.yaml", bad.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(
+        fedsim(&["check", "scenarios/quickstart.yaml"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(fedsim(&["run", "--no-such-flag"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_failed_expectation_exits_1_and_shows_the_closest_events() {
+    let dir = temp_dir("expect");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quits.yaml"))
+            .unwrap();
+    let text = text.replace(
+        "  - { event: _clientQuit, count: 9 }",
+        "  - { event: _clientQuit, client: 1, round: 4 }",
+    );
+    let f = dir.join("quits.yaml");
+    std::fs::write(&f, text).unwrap();
+    let o = fedsim(&[
+        "run",
+        f.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("FAIL: expect[0] _clientQuit{client: client-0001, round: 4}"),
+        "{err}"
+    );
+    assert!(
+        err.contains("closest events:") && err.contains("_clientQuit client=client-0001"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_without_a_file_runs_the_built_in_quickstart_and_compare_overlays_runs() {
+    let dir = temp_dir("builtin");
+    let a = dir.join("a");
+    let o = fedsim(&["run", "--quiet", "--out", a.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8(o.stdout)
+        .unwrap()
+        .starts_with("quickstart: 15 rounds"));
+    // Overriding the rounds cuts the run short, and quickstart's expectations then fail.
+    let short = fedsim(&[
+        "run",
+        "--quiet",
+        "--rounds",
+        "3",
+        "--out",
+        dir.join("short").to_str().unwrap(),
+    ]);
+    assert_eq!(short.status.code(), Some(1));
+    assert!(String::from_utf8(short.stdout)
+        .unwrap()
+        .starts_with("quickstart: 3 rounds"));
+    let b = dir.join("b");
+    assert!(fedsim(&[
+        "run",
+        "scenarios/quits.yaml",
+        "--quiet",
+        "--out",
+        b.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let png = dir.join("cmp.png");
+    let o = fedsim(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(png_size(&png), (1600, 1100));
+    assert!(std::fs::read_to_string(dir.join("cmp.svg"))
+        .unwrap()
+        .contains("quits"));
+}
+
+#[test]
+fn schema_prints_json_schema() {
+    let o = fedsim(&["schema"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["title"], "ScenarioFile");
+    assert!(v["properties"]["events"].is_object());
+}
+
+#[test]
+fn cross_site_runs_draw_a_heatmap() {
+    let out = temp_dir("xsite");
+    let o = fedsim(&[
+        "run",
+        "scenarios/cross-site-validation.yaml",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(png_size(&out.join("cross_site.png")), (1200, 1000));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["cross_site"]["models"].as_array().unwrap().len(), 7);
+}

@@ -1,0 +1,187 @@
+//! Malformed scenarios: each gives a clear error naming file, line and column; none panics.
+
+use fedsim::scenario::Scenario;
+use proptest::prelude::*;
+
+const GOOD: &str = "name: t
+seed: 1
+task:
+  model: softmax
+  data: { generator: w1 }
+server:
+  rounds: 5
+  min_num_clients: 2
+clients:
+  count: 4
+events:
+  - { at: { round: 1 }, clients: [1], dropout: { for: 2 rounds } }
+";
+
+/// (what is wrong, the scenario text, line, column, words the message must contain)
+const CASES: &[(&str, &str, usize, usize, &[&str])] = &[
+    ("empty file", "", 1, 1, &["empty"]),
+    ("only comments", "# nothing\n\n", 1, 1, &["empty"]),
+    ("not a mapping", "- 1\n- 2\n", 1, 1, &["expected struct ScenarioFile"]),
+    ("unknown top-level key", "name: t\nrounds: 3\n", 2, 1, &["unknown field `rounds`"]),
+    ("missing task", "name: t\nserver: { rounds: 2 }\nclients: { count: 1 }\n", 1, 1, &["missing field `task`"]),
+    ("typo in an event action", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients: { count: 2 }\nevents:\n  - { at: { round: 1 }, clients: [0], dropuot: { for: 1 round } }\n", 6, 39, &["unknown field `dropuot`", "did you mean `dropout`?"]),
+    ("unknown model", "name: t\ntask: { model: softmaks, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 2, 16, &["unknown variant `softmaks`", "did you mean `softmax`?"]),
+    ("unknown generator", "name: t\ntask:\n  model: softmax\n  data: { generator: w2 }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 4, 22, &["unknown variant `w2`"]),
+    ("duration without a unit", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 2\n  round_timeout: 30\nclients: { count: 2 }\n", 5, 18, &["no unit", "30s"]),
+    ("unknown time unit", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 2\n  round_timeout: 3 fortnights\nclients: { count: 2 }\n", 5, 18, &["unknown time unit `fortnights`"]),
+    ("bandwidth without /s", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients:\n  count: 2\n  groups:\n    - { share: 1.0, link: { bandwidth: 20MB } }\n", 7, 40, &["not a rate"]),
+    ("wrong type", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: many }\nclients: { count: 2 }\n", 3, 19, &["invalid type", "u32"]),
+    ("shares not summing to 1", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients:\n  count: 4\n  groups:\n    - { share: 0.5 }\n    - { share: 0.4 }\n", 6, 3, &["sum to 1", "0.9"]),
+    ("min_num_clients above the clients", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 2\n  min_num_clients: 9\nclients: { count: 4 }\n", 5, 3, &["min_num_clients (9)", "clients.count (4)"]),
+    ("round trigger past the last round", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\nevents:\n  - at: { round: 60 }\n    clients: [1]\n    quit: {}\n", 6, 11, &["round 60 is outside the run"]),
+    ("client that does not exist", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\nevents:\n  - at: { round: 1 }\n    clients: [2, 40]\n    quit: {}\n", 7, 5, &["client 40 does not exist", "0 to 3"]),
+    ("missing trace file", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\navailability:\n  trace: nowhere.csv\n", 6, 3, &["nowhere.csv", "does not exist"]),
+    ("two actions in one event", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\nevents:\n  - { at: { round: 1 }, clients: [1], quit: {}, crash: {} }\n", 6, 3, &["exactly one action", "found 2"]),
+    ("unknown aggregator", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 5\n  aggregator: fedvag\nclients: { count: 4 }\n", 5, 3, &["unknown aggregator `fedvag`", "did you mean `fedavg`?"]),
+    ("unknown group target", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients:\n  count: 4\n  groups: [{ name: slow, share: 1.0 }]\nevents:\n  - at: { round: 1 }\n    clients: { group: slwo }\n    quit: {}\n", 9, 5, &["no client group is named `slwo`", "did you mean `slow`?"]),
+    ("unknown expected event", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\nexpect:\n  - event: contribution_rejectd\n", 6, 5, &["unknown event `contribution_rejectd`", "did you mean `contribution_rejected`?"]),
+    ("linear model on classification data", "name: t\ntask: { model: linear, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\n", 2, 9, &["needs `generator: regression`"]),
+    ("bad YAML", "name: t\ntask: { model: softmax\n", 3, 1, &["did not find expected ',' or '}'", "while parsing a flow mapping"]),
+    ("binary data", "name: t\n\u{0}\u{1}\u{2}", 2, 1, &["NUL byte"]),
+];
+
+#[test]
+fn each_malformed_scenario_gets_its_positioned_error() {
+    assert!(CASES.len() >= 20);
+    for (what, text, line, column, words) in CASES {
+        let errs = Scenario::from_str(text, "bad.yaml").expect_err(what);
+        let first = &errs.0[0];
+        let shown = errs.to_string();
+        assert_eq!(
+            (first.line, first.column),
+            (*line, *column),
+            "{what}: {shown}"
+        );
+        assert!(
+            shown.starts_with(&format!("error: bad.yaml:{line}:{column}: ")),
+            "{what}: {shown}"
+        );
+        for w in *words {
+            assert!(shown.contains(w), "{what}: `{w}` missing from: {shown}");
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_is_reported_where_it_starts() {
+    let mut bytes = b"name: t\nseed: 1\n".to_vec();
+    bytes.extend_from_slice(&[b'x', 0xff, 0xfe]);
+    let errs = Scenario::from_bytes(&bytes, std::path::Path::new("bin.yaml")).unwrap_err();
+    assert_eq!((errs.0[0].line, errs.0[0].column), (3, 2));
+    assert!(errs.0[0].message.contains("binary"));
+}
+
+#[test]
+fn several_semantic_errors_are_reported_together() {
+    let text = "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 5\n  min_num_clients: 9\nclients:\n  count: 4\n  groups: [{ share: 0.5 }]\nevents:\n  - { at: { round: 70 }, clients: [1], quit: {} }\n";
+    let errs = Scenario::from_str(text, "many.yaml").unwrap_err();
+    assert_eq!(errs.0.len(), 3, "{errs}");
+    let lines: Vec<usize> = errs.0.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [5, 8, 10]);
+}
+
+#[test]
+fn the_good_base_loads() {
+    let s = Scenario::from_str(GOOD, "good.yaml").unwrap();
+    assert_eq!(s.config.initial_clients, 4);
+}
+
+/// One random edit of a valid scenario.
+#[derive(Debug, Clone)]
+enum Mutation {
+    DeleteLine(usize),
+    ReplaceValue(usize, String),
+    InsertJunk(usize, String),
+    Truncate(usize),
+    SwapType(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let junk = prop_oneof![
+        Just("{".to_string()),
+        Just("- - -".to_string()),
+        Just("  : :".to_string()),
+        Just("\t\u{7}".to_string()),
+        Just("&a *a".to_string()),
+        "[ -~]{0,20}",
+    ];
+    prop_oneof![
+        (0usize..20).prop_map(Mutation::DeleteLine),
+        (
+            0usize..20,
+            prop_oneof![
+                Just("-1".to_string()),
+                Just("1e400".to_string()),
+                Just("[]".to_string()),
+                Just("{}".to_string()),
+                Just("null".to_string()),
+                Just("99999999999999999999".to_string()),
+                "[a-z0-9]{0,6}"
+            ]
+        )
+            .prop_map(|(l, v)| Mutation::ReplaceValue(l, v)),
+        (0usize..20, junk).prop_map(|(l, j)| Mutation::InsertJunk(l, j)),
+        (0usize..400).prop_map(Mutation::Truncate),
+        (0usize..20).prop_map(Mutation::SwapType),
+    ]
+}
+
+fn apply(text: &str, m: &Mutation) -> String {
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let n = lines.len();
+    if n == 0 {
+        return text.to_string();
+    }
+    match m {
+        Mutation::DeleteLine(i) => {
+            lines.remove(i % n);
+        }
+        Mutation::ReplaceValue(i, v) => {
+            let l = &mut lines[i % n];
+            if let Some(p) = l.find(": ") {
+                l.truncate(p + 2);
+                l.push_str(v);
+            }
+        }
+        Mutation::InsertJunk(i, j) => lines.insert(i % (n + 1), j.clone()),
+        Mutation::Truncate(k) => return text[..(*k).min(text.len())].to_string(),
+        Mutation::SwapType(i) => {
+            let l = &mut lines[i % n];
+            if let Some(p) = l.find(": ") {
+                let v = l[p + 2..].to_string();
+                l.truncate(p + 2);
+                l.push_str(&format!("[{v}]"));
+            }
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_scenarios_load_or_fail_with_a_position(ms in prop::collection::vec(mutation(), 1..4)) {
+        let mut text = GOOD.to_string();
+        for m in &ms {
+            text = apply(&text, m);
+        }
+        match Scenario::from_str(&text, "mutant.yaml") {
+            Ok(_) => {}
+            Err(errs) => {
+                prop_assert!(!errs.0.is_empty());
+                let lines = text.lines().count().max(1);
+                for e in &errs.0 {
+                    prop_assert!(e.line >= 1 && e.column >= 1, "{e}");
+                    prop_assert!(e.line <= lines + 1, "{e} in a {lines}-line text");
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+        }
+    }
+}
