@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario and write its results (the built-in quickstart if no file is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check scenario files without running them: exit 0 if all are valid, 1 otherwise.
     Check {
         /// Scenario files.
@@ -68,6 +68,15 @@ struct RunArgs {
     /// Also list the expectations that passed.
     #[arg(long)]
     verbose: bool,
+    /// Compare the event log with this recorded golden trace; fail at the first divergence.
+    #[arg(long)]
+    golden: Option<PathBuf>,
+    /// With --golden: write this run's log as the new golden trace instead of comparing.
+    #[arg(long, requires = "golden")]
+    update: bool,
+    /// With --golden: ignore this `detail` key when comparing (repeatable).
+    #[arg(long = "ignore-detail", value_name = "KEY", requires = "golden")]
+    ignore_detail: Vec<String>,
 }
 
 /// The quickstart scenario, built into the binary.
@@ -76,7 +85,7 @@ const QUICKSTART: &str = include_str!("../scenarios/quickstart.yaml");
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Check { files } => check(&files),
         Command::Schema => {
             println!(
@@ -155,7 +164,10 @@ fn execute(
     events_file.commit()?;
     report::write_run(out, &result)?;
     let outcomes = expect::check(&scenario.file, &result);
-    let failed = print_expectations(&outcomes, args.verbose);
+    let mut failed = print_expectations(&outcomes, args.verbose);
+    if let Some(golden) = &args.golden {
+        failed += usize::from(!check_golden(golden, &out.join("events.jsonl"), args)?);
+    }
     println!(
         "{}: {} rounds, test_accuracy {:.4}, test_loss {:.4}, {} events, {} updates in {:.2}s wall ({:.0} updates/s), {:.1}s virtual, expectations {}/{} passed; results in {}",
         result.name,
@@ -205,6 +217,37 @@ fn print_expectations(outcomes: &[expect::Outcome], verbose: bool) -> usize {
         }
     }
     failed
+}
+
+/// Compares (or with --update, records) the golden trace; false if it diverged.
+fn check_golden(
+    golden: &Path,
+    log: &Path,
+    args: &RunArgs,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let actual = std::fs::read_to_string(log)?;
+    if args.update {
+        if let Some(dir) = golden.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        report::atomic::write(golden, actual.as_bytes())?;
+        eprintln!("recorded the golden trace {}", golden.display());
+        return Ok(true);
+    }
+    let expected = std::fs::read_to_string(golden)
+        .map_err(|e| format!("{}: {e} (record it with --update)", golden.display()))?;
+    match report::golden::compare(&expected, &actual, &args.ignore_detail) {
+        Ok(()) => {
+            if args.verbose {
+                eprintln!("pass: the event log matches {}", golden.display());
+            }
+            Ok(true)
+        }
+        Err(d) => {
+            eprintln!("FAIL: {}: {d}", golden.display());
+            Ok(false)
+        }
+    }
 }
 
 fn check(files: &[PathBuf]) -> ExitCode {

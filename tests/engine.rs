@@ -289,3 +289,54 @@ fn handlers_see_all_fifteen_event_types_in_log_order() {
     );
     assert!(x.accuracy.iter().all(|row| row.iter().all(Option::is_some)));
 }
+
+/// A user's own strategy: counts its calls and never moves the model.
+struct Frozen(Arc<Mutex<Vec<Vec<u32>>>>);
+
+impl fedsim::aggregate::Aggregator for Frozen {
+    fn name(&self) -> &str {
+        "frozen"
+    }
+    fn aggregate(
+        &mut self,
+        global: &fedsim::learn::Params,
+        updates: &[fedsim::aggregate::Update<'_>],
+    ) -> fedsim::learn::Params {
+        self.0
+            .lock()
+            .unwrap()
+            .push(updates.iter().map(|u| u.client).collect());
+        global.clone()
+    }
+}
+
+#[test]
+fn a_user_aggregator_is_used_and_sees_updates_in_client_order() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let mut cfg = small(6, 4, 100.0);
+    for (i, p) in cfg.profiles.iter_mut().enumerate() {
+        // Later ids finish first, so arrival order is the reverse of id order.
+        p.per_sample_us = Dist::Fixed(1000.0 * (6 - i) as f64);
+    }
+    let r = Simulation::new(cfg)
+        .aggregator(Box::new(Frozen(calls.clone())))
+        .run()
+        .unwrap();
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.len(), 4);
+    assert!(calls.iter().all(|c| c == &[0, 1, 2, 3, 4, 5]));
+    let arrivals: Vec<u32> = r
+        .events
+        .of(EventType::ReceiveContribution)
+        .round(0)
+        .iter()
+        .filter_map(|e| e.client)
+        .collect();
+    assert_eq!(arrivals, [5, 4, 3, 2, 1, 0]);
+    let initial =
+        fedsim::learn::ModelKind::Softmax.init(60, 10, &mut fedsim::rng::stream(0, "x", 0, 0));
+    assert_eq!(
+        r.params, initial,
+        "the frozen strategy never moved the model"
+    );
+}

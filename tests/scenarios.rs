@@ -33,6 +33,7 @@ fn every_example_loads_runs_and_meets_its_expectations() {
         let rounds = s.config.server.num_rounds - s.config.server.start_round;
         let r = Simulation::new(s.config.clone()).run().unwrap();
         assert!(r.completed, "{} stalled", f.display());
+        determinism_matrix(&f, &s, &r);
         assert!(
             !s.file.expect.is_empty(),
             "{} has no expect: block",
@@ -56,6 +57,39 @@ fn every_example_loads_runs_and_meets_its_expectations() {
             r.metrics.accuracy,
             r.wall_s,
             r.virtual_us as f64 / 6e7
+        );
+    }
+}
+
+/// The same scenario run again, and with 4 training threads, gives the same bytes:
+/// `events.jsonl`, `rounds.csv` and `model.pb`.
+fn determinism_matrix(f: &Path, s: &Scenario, first: &fedsim::RunResult) {
+    let bytes = |r: &fedsim::RunResult| {
+        (
+            r.events.to_jsonl(),
+            fedsim::report::data::rounds_csv(&r.rounds),
+            r.model_bytes(),
+        )
+    };
+    let reference = bytes(first);
+    for threads in [1, 4] {
+        let mut cfg = s.config.clone();
+        cfg.threads = threads;
+        let again = bytes(&Simulation::new(cfg).run().unwrap());
+        assert!(
+            again.0 == reference.0,
+            "{}: events.jsonl differs with {threads} thread(s)",
+            f.display()
+        );
+        assert!(
+            again.1 == reference.1,
+            "{}: rounds.csv differs with {threads} thread(s)",
+            f.display()
+        );
+        assert!(
+            again.2 == reference.2,
+            "{}: model.pb differs with {threads} thread(s)",
+            f.display()
         );
     }
 }

@@ -4,11 +4,13 @@
 //! - [`atomic`]: temporary-file-then-rename writing.
 //! - [`data`]: a run as the charts see it, from a result or from a run directory.
 //! - [`chart`]: convergence charts, the cross-site heatmap, comparisons.
+//! - [`golden`]: event logs checked against recorded golden traces.
 //! - [`progress`]: the live progress bar.
 
 pub mod atomic;
 pub mod chart;
 pub mod data;
+pub mod golden;
 pub mod progress;
 
 use std::collections::BTreeMap;

@@ -124,6 +124,21 @@ impl Scenario {
     }
 }
 
+// Scenario loading for the engine lives here, so that `sim` knows nothing of file formats.
+impl crate::sim::Simulation {
+    /// A simulation of a scenario written in YAML (the format of `scenarios/`).
+    pub fn from_yaml_str(yaml: &str) -> Result<Self, ScenarioErrors> {
+        Ok(crate::sim::Simulation::new(
+            Scenario::from_str(yaml, "<string>")?.config,
+        ))
+    }
+
+    /// A simulation of the scenario file at `path`.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ScenarioErrors> {
+        Ok(crate::sim::Simulation::new(Scenario::load(path)?.config))
+    }
+}
+
 /// The JSON Schema of the scenario format.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a schema is JSON")

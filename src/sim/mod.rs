@@ -8,9 +8,11 @@
 //! - `world`: virtual time, delivery order, fault injection.
 //! - `server`, `client`: the two sides of the Clara protocol.
 //! - [`events`]: event records, the event bus and its handlers.
+//! - [`log`]: a finished run's event log and queries over it.
 
 pub mod config;
 pub mod events;
+pub mod log;
 
 mod client;
 mod network;
@@ -30,6 +32,7 @@ pub use config::{
     Action, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger, SECOND,
 };
 pub use events::{client_name, Actor, EventHandler, EventName, EventRecord, SimEvent, Val};
+pub use log::{EventLog, Query, Reason};
 pub use port::Micros;
 pub use server::{CrossSiteMatrix, RoundStats};
 pub use world::Traffic;
@@ -66,7 +69,7 @@ pub struct RunResult {
     /// Its seed.
     pub seed: u64,
     /// The event log, if kept (see [`Simulation::keep_events`]).
-    pub events: Vec<EventRecord>,
+    pub events: EventLog,
     /// One entry per aggregated round.
     pub rounds: Vec<RoundStats>,
     /// The final global model.
@@ -266,7 +269,7 @@ impl Simulation {
         Ok(RunResult {
             name: cfg.name.clone(),
             seed: cfg.seed,
-            events: std::mem::take(&mut world.bus.kept),
+            events: EventLog(std::mem::take(&mut world.bus.kept)),
             client_updates: rounds.iter().map(|r| r.contributed as u64).sum(),
             rounds,
             model: outcome.global.to_model_data(),
