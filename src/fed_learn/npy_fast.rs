@@ -9,8 +9,21 @@
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use ndarray_npy::{ReadableElement, WritableElement};
 
-/// Element types fedsim carries in tensors.
-pub trait NpyElement: ReadableElement + WritableElement + Clone + Copy + 'static {
+mod sealed {
+    /// Only the plain numeric types below: every bit pattern of them is a valid value, which
+    /// the byte-copying fast paths rely on.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for i32 {}
+    impl Sealed for i64 {}
+    impl Sealed for u8 {}
+}
+
+/// Element types fedsim carries in tensors (sealed: f32, f64, i32, i64, u8).
+pub trait NpyElement:
+    sealed::Sealed + ReadableElement + WritableElement + Clone + Copy + 'static
+{
     /// The dtype kind and size in a descr, for example `"f4"`.
     const KIND: &'static str;
     /// Bytes per element.
@@ -152,12 +165,35 @@ pub(crate) fn read<A: NpyElement>(b: &[u8]) -> Option<ArrayD<A>> {
     if data.len() != n.checked_mul(A::SIZE)? {
         return None;
     }
-    let v: Vec<A> = if little {
-        data.chunks_exact(A::SIZE).map(A::from_le).collect()
+    let v = if little == cfg!(target_endian = "little") {
+        native_copy::<A>(data, n)
     } else {
-        data.chunks_exact(A::SIZE).map(A::from_be).collect()
+        let decode = if little { A::from_le } else { A::from_be };
+        data.chunks_exact(A::SIZE).map(decode).collect()
     };
     ArrayD::from_shape_vec(IxDyn(&h.shape).set_f(h.fortran), v).ok()
+}
+
+/// The elements' bytes in native order, without copying.
+pub(crate) fn native_bytes<A: NpyElement>(data: &[A]) -> &[u8] {
+    // SAFETY: `A` is one of the sealed plain numeric types (no padding, any bit pattern
+    // valid), so its memory is `size_of_val(data)` initialised bytes.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
+}
+
+/// Copies `n` native-order elements out of `data` (exactly `n * A::SIZE` bytes) in one memcpy.
+fn native_copy<A: NpyElement>(data: &[u8], n: usize) -> Vec<A> {
+    debug_assert_eq!(data.len(), n * A::SIZE);
+    debug_assert_eq!(std::mem::size_of::<A>(), A::SIZE);
+    let mut v: Vec<A> = Vec::with_capacity(n);
+    // SAFETY: `NpyElement` is implemented only for f32, f64, i32, i64 and u8, for which every
+    // bit pattern is a valid value; `v` has room for `n` elements, `data` holds exactly
+    // `n * size_of::<A>()` bytes in native order, and the two buffers cannot overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), v.as_mut_ptr().cast::<u8>(), data.len());
+        v.set_len(n);
+    }
+    v
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::io::Cursor;
 use bytes::Bytes;
 use ndarray::{ArrayBase, ArrayD, Data, Dimension};
 use ndarray_npy::npy::header::Header;
-use ndarray_npy::{ReadNpyError, ReadNpyExt, WritableElement};
+use ndarray_npy::{ReadNpyError, ReadNpyExt};
 
 use super::npy_fast::{self, NpyElement};
 use super::pb::NDArray;
@@ -31,7 +31,7 @@ pub enum NumprotoError {
 /// written by ndarray-npy.
 pub fn ndarray_to_proto<A, S, D>(array: &ArrayBase<S, D>) -> NDArray
 where
-    A: WritableElement + Clone,
+    A: NpyElement,
     S: Data<Elem = A>,
     D: Dimension,
 {
@@ -48,9 +48,13 @@ where
     };
     let descr = A::type_descriptor().to_string();
     let mut buf = npy_header(&descr, fortran, array.shape());
-    buf.reserve(std::mem::size_of_val(data));
-    A::write_slice(data, &mut buf)
-        .expect("writing .npy data to a Vec cannot fail for the supported element types");
+    if cfg!(target_endian = "little") {
+        buf.extend_from_slice(npy_fast::native_bytes(data));
+    } else {
+        buf.reserve(std::mem::size_of_val(data));
+        A::write_slice(data, &mut buf)
+            .expect("writing .npy data to a Vec cannot fail for the supported element types");
+    }
     NDArray {
         ndarray: Bytes::from(buf),
     }
