@@ -216,7 +216,9 @@ mod tests {
 
     #[test]
     fn unsupported_dtype_is_named() {
-        let nd = ndarray_to_proto(&array![1i16, 2]);
+        let mut bytes = npy_header("'<i2'", false, &[2]);
+        bytes.extend_from_slice(&[1, 0, 2, 0]);
+        let nd = NDArray { ndarray: Bytes::from(bytes) };
         let err = Tensor::from_proto(&nd).unwrap_err();
         assert!(err.to_string().contains("i2"), "{err}");
     }
