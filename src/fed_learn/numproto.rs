@@ -218,7 +218,9 @@ mod tests {
     fn unsupported_dtype_is_named() {
         let mut bytes = npy_header("'<i2'", false, &[2]);
         bytes.extend_from_slice(&[1, 0, 2, 0]);
-        let nd = NDArray { ndarray: Bytes::from(bytes) };
+        let nd = NDArray {
+            ndarray: Bytes::from(bytes),
+        };
         let err = Tensor::from_proto(&nd).unwrap_err();
         assert!(err.to_string().contains("i2"), "{err}");
     }

@@ -167,55 +167,42 @@ where
     Ok(())
 }
 
+/// The x axis of an accuracy-and-loss panel.
+#[derive(Clone, Copy)]
+enum XAxis {
+    /// Round numbers.
+    Round,
+    /// Virtual time, divided by `scale` for the unit named in `desc`.
+    Time { scale: f64, desc: &'static str },
+}
+
+impl XAxis {
+    fn of_round(self, r: &crate::sim::RoundStats) -> f64 {
+        match self {
+            XAxis::Round => f64::from(r.round),
+            XAxis::Time { scale, .. } => r.t_us as f64 / scale,
+        }
+    }
+
+    fn of_time(self, d: &RunData, t: u64) -> Option<f64> {
+        match self {
+            XAxis::Round => round_at(d, t),
+            XAxis::Time { scale, .. } => Some(t as f64 / scale),
+        }
+    }
+}
+
 fn by_round<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, d: &RunData) -> Res
 where
     DB::ErrorType: 'static,
 {
-    let xr = round_range(d);
-    let mut c = ChartBuilder::on(area)
-        .caption("Test accuracy and loss by round", (FONT, 24))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .right_y_label_area_size(70)
-        .build_cartesian_2d(xr.clone(), 0.0..1.0)?
-        .set_secondary_coord(xr, loss_range(d));
-    c.configure_mesh()
-        .x_desc("round")
-        .y_desc("test accuracy")
-        .x_label_formatter(&whole)
-        .label_style((FONT, 18))
-        .axis_desc_style((FONT, 20))
-        .draw()?;
-    c.configure_secondary_axes()
-        .y_desc("test loss")
-        .label_style((FONT, 18))
-        .axis_desc_style((FONT, 20))
-        .draw()?;
-    let acc = d
-        .rounds
-        .iter()
-        .map(|r| (f64::from(r.round), r.test_accuracy));
-    c.draw_series(LineSeries::new(acc, ACC.stroke_width(3)))?
-        .label("test accuracy")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], ACC.stroke_width(3)));
-    let loss = d.rounds.iter().map(|r| (f64::from(r.round), r.test_loss));
-    c.draw_secondary_series(LineSeries::new(loss, LOSS.stroke_width(3)))?
-        .label("test loss (right axis)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], LOSS.stroke_width(3)));
-    let marks: Vec<(f64, MarkerKind)> = d
-        .markers
-        .iter()
-        .filter_map(|(t, k)| round_at(d, *t).map(|r| (r, *k)))
-        .collect();
-    draw_markers(&mut c, &marks, 0.0..1.0)?;
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font((FONT, 18))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    accuracy_and_loss(
+        area,
+        d,
+        "Test accuracy and loss by round",
+        XAxis::Round,
+        round_range(d),
+    )
 }
 
 fn by_time<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, d: &RunData) -> Res
@@ -225,41 +212,70 @@ where
     let max_t = d.rounds.last().map_or(1, |r| r.t_us.max(1));
     let (scale, desc) = time_unit(max_t);
     let xr = 0.0..(max_t as f64 / scale * 1.02).max(1e-6);
+    accuracy_and_loss(
+        area,
+        d,
+        "Test accuracy and loss by virtual time",
+        XAxis::Time { scale, desc },
+        xr,
+    )
+}
+
+/// Accuracy (left axis) and loss (right axis) against `axis`, with the run's markers.
+fn accuracy_and_loss<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    d: &RunData,
+    caption: &str,
+    axis: XAxis,
+    xr: Range<f64>,
+) -> Res
+where
+    DB::ErrorType: 'static,
+{
     let mut c = ChartBuilder::on(area)
-        .caption("Test accuracy and loss by virtual time", (FONT, 24))
+        .caption(caption, (FONT, 24))
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(70)
         .right_y_label_area_size(70)
         .build_cartesian_2d(xr.clone(), 0.0..1.0)?
         .set_secondary_coord(xr, loss_range(d));
-    c.configure_mesh()
-        .x_desc(desc)
-        .y_desc("test accuracy")
+    let mut mesh = c.configure_mesh();
+    mesh.y_desc("test accuracy")
         .label_style((FONT, 18))
-        .axis_desc_style((FONT, 20))
-        .draw()?;
+        .axis_desc_style((FONT, 20));
+    match axis {
+        XAxis::Round => mesh.x_desc("round").x_label_formatter(&whole),
+        XAxis::Time { desc, .. } => mesh.x_desc(desc),
+    };
+    mesh.draw()?;
     c.configure_secondary_axes()
         .y_desc("test loss")
         .label_style((FONT, 18))
         .axis_desc_style((FONT, 20))
         .draw()?;
-    let acc = d
-        .rounds
-        .iter()
-        .map(|r| (r.t_us as f64 / scale, r.test_accuracy));
-    c.draw_series(LineSeries::new(acc, ACC.stroke_width(3)).point_size(3))?;
-    let loss = d
-        .rounds
-        .iter()
-        .map(|r| (r.t_us as f64 / scale, r.test_loss));
-    c.draw_secondary_series(LineSeries::new(loss, LOSS.stroke_width(3)))?;
+    let acc = d.rounds.iter().map(|r| (axis.of_round(r), r.test_accuracy));
+    c.draw_series(LineSeries::new(acc, ACC.stroke_width(3)).point_size(3))?
+        .label("test accuracy")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], ACC.stroke_width(3)));
+    let loss = d.rounds.iter().map(|r| (axis.of_round(r), r.test_loss));
+    c.draw_secondary_series(LineSeries::new(loss, LOSS.stroke_width(3)))?
+        .label("test loss (right axis)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], LOSS.stroke_width(3)));
     let marks: Vec<(f64, MarkerKind)> = d
         .markers
         .iter()
-        .map(|(t, k)| (*t as f64 / scale, *k))
+        .filter_map(|(t, k)| axis.of_time(d, *t).map(|x| (x, *k)))
         .collect();
     draw_markers(&mut c, &marks, 0.0..1.0)?;
+    if let XAxis::Round = axis {
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((FONT, 18))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+    }
     Ok(())
 }
 
