@@ -1,7 +1,8 @@
 //! W1 of ../shared/BENCHMARKS.md: 1000 softmax clients, 100 per round, 20 rounds, FedAvg, every
 //! message encoded and every event logged. Prints client updates per second.
 //!
-//! `cargo bench --bench w1` (set W1_CLIENTS, W1_ROUNDS, W1_FRAC, W1_REPEAT to vary it). Run the
+//! `cargo bench --bench w1` (set W1_CLIENTS, W1_ROUNDS, W1_FRAC, W1_REPEAT, W1_THREADS to vary
+//! it). Run the
 //! numpy loop of BENCHMARKS.md in the same sitting and compare the two figures as a ratio.
 
 use std::io::Write;
@@ -33,7 +34,10 @@ fn main() {
     let rounds = env("W1_ROUNDS", 20.0) as u32;
     let per_round = ((env("W1_FRAC", 0.1) * f64::from(clients)) as usize).max(2);
     let repeat = env("W1_REPEAT", 5.0) as usize;
-    for threads in [1, 2] {
+    let only = std::env::var("W1_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok());
+    for threads in [1, 2].into_iter().filter(|t| only.is_none_or(|o| o == *t)) {
         let mut best = 0.0f64;
         let mut acc = 0.0;
         for _ in 0..repeat {

@@ -486,7 +486,7 @@ impl Client {
 }
 
 /// Local training from `global` on the client's data (generated first if this is its first
-/// round): on this thread, or on the blocking pool when `threads > 1`, which keeps the paused
+/// round): on this thread, or on the blocking pool (`threads - 1` threads), which keeps the paused
 /// clock still while it runs. The result is the same either way.
 async fn train(
     common: Arc<ClientCommon>,
@@ -495,6 +495,9 @@ async fn train(
     global: Params,
 ) -> (Arc<ClientData>, Params, f64) {
     let threads = common.threads;
+    // With N threads, one client in N trains right here on the runtime thread while the
+    // others' training runs on the blocking pool: the runtime thread would otherwise sit idle.
+    let offload = threads > 1 && id as usize % threads != 0;
     let work = move || {
         let data = cached.unwrap_or_else(|| Arc::new(common.data.client_data(u64::from(id))));
         let mut p = global.clone();
@@ -503,7 +506,7 @@ async fn train(
             .train(&mut p, &data.train, &common.training, &global);
         (data, p, loss)
     };
-    if threads > 1 {
+    if offload {
         tokio::task::spawn_blocking(work)
             .await
             .expect("training does not panic")

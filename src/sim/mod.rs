@@ -164,7 +164,7 @@ impl Simulation {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
-            .max_blocking_threads(self.cfg.threads.max(1))
+            .max_blocking_threads(self.cfg.threads.saturating_sub(1).max(1))
             .build()
             .map_err(SimError::Sink)?;
         rt.block_on(self.run_async())
