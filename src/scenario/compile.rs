@@ -30,7 +30,7 @@ impl Checker<'_> {
             file: self.file.to_path_buf(),
             line,
             column,
-            message: message.into(),
+            message: format!("{at}: {}", message.into()),
             hint,
         });
     }
