@@ -496,7 +496,9 @@ async fn train(
 ) -> (Arc<ClientData>, Params, f64) {
     let threads = common.threads;
     // With N threads, one client in N trains right here on the runtime thread while the
-    // others' training runs on the blocking pool: the runtime thread would otherwise sit idle.
+    // others' training runs on a pool of N - 1 blocking threads. Training happens in steps of
+    // its own (all models delivered, then all trained), during which the runtime thread would
+    // otherwise sit idle waiting for the pool.
     let offload = threads > 1 && id as usize % threads != 0;
     let work = move || {
         let data = cached.unwrap_or_else(|| Arc::new(common.data.client_data(u64::from(id))));
