@@ -38,7 +38,8 @@ pub fn finish(result: io::Result<()>, tmp: &Path, path: &Path) -> io::Result<()>
     }
 }
 
-/// A file being streamed: write through [`AtomicFile::writer`], then [`AtomicFile::commit`].
+/// A file being streamed: write through the writer [`AtomicFile::create`] returns, then
+/// [`AtomicFile::commit`].
 pub struct AtomicFile {
     tmp: PathBuf,
     path: PathBuf,
