@@ -83,24 +83,23 @@ fn check_one(index: usize, x: &ExpectSpec, run: &RunResult) -> Outcome {
         );
     }
     if let Some(f) = &x.final_ {
-        let mut ok = true;
-        let mut parts = Vec::new();
-        if let Some(b) = f.test_accuracy {
-            ok &= within(b, run.metrics.accuracy);
-            parts.push(format!(
-                "test_accuracy {} (was {:.4})",
-                show(b),
-                run.metrics.accuracy
-            ));
-        }
-        if let Some(b) = f.test_loss {
-            ok &= within(b, run.metrics.loss);
-            parts.push(format!(
-                "test_loss {} (was {:.4})",
-                show(b),
-                run.metrics.loss
-            ));
-        }
+        let metrics = [
+            ("test_accuracy", f.test_accuracy, run.metrics.accuracy),
+            ("test_loss", f.test_loss, run.metrics.loss),
+        ];
+        let checked: Vec<(bool, String)> = metrics
+            .into_iter()
+            .filter_map(|(name, bound, value)| {
+                bound.map(|b| {
+                    (
+                        within(b, value),
+                        format!("{name} {} (was {value:.4})", show(b)),
+                    )
+                })
+            })
+            .collect();
+        let ok = checked.iter().all(|(passed, _)| *passed);
+        let parts: Vec<String> = checked.into_iter().map(|(_, text)| text).collect();
         return out(
             format!("final {}", parts.join(", ")),
             ok,
