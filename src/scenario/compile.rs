@@ -12,8 +12,7 @@ use crate::dist::Dist;
 use crate::learn::{DataSpec, Generator, ModelKind, TrainConfig};
 use crate::rng::{self, NONE};
 use crate::sim::{
-    Action, EventName, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger,
-    SECOND,
+    Action, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger, SECOND,
 };
 
 /// Collects positioned errors while compiling.
@@ -24,7 +23,7 @@ pub(crate) struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn err(&mut self, at: &str, message: impl Into<String>, hint: Option<String>) {
+    pub(crate) fn err(&mut self, at: &str, message: impl Into<String>, hint: Option<String>) {
         let (line, column) = locate(self.text, &path(at));
         self.errors.push(ScenarioError {
             file: self.file.to_path_buf(),
@@ -664,104 +663,6 @@ fn availability(
     }
     let _ = f;
     faults
-}
-
-/// Checks the `expect:` block: known event names, clients that exist, sensible bounds.
-pub(crate) fn check_expect(f: &ScenarioFile, ck: &mut Checker) {
-    let total = f.clients.count
-        + f.events
-            .iter()
-            .filter_map(|e| e.join)
-            .map(|j| match j {
-                JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
-            })
-            .sum::<u32>();
-    for (i, x) in f.expect.iter().enumerate() {
-        let at = format!("expect[{i}]");
-        let kinds = [
-            x.event.is_some(),
-            x.first.is_some() || x.then.is_some(),
-            x.aggregated.is_some() || x.timed_out.is_some() || x.rounds_completed.is_some(),
-            x.final_.is_some(),
-        ];
-        if kinds.iter().filter(|k| **k).count() != 1 {
-            ck.err(&at, "expected one kind of assertion: `event`, `first`/`then`, `aggregated`/`timed_out`/`rounds_completed`, or `final`", None);
-            continue;
-        }
-        check_matcher(x, &at, ck, total, f.server.rounds);
-        if x.first.is_some() != x.then.is_some() {
-            ck.err(
-                &at,
-                "an order assertion needs both `first` and `then`",
-                None,
-            );
-        }
-        for (key, m) in [("first", &x.first), ("then", &x.then)] {
-            if let Some(m) = m {
-                if m.event.is_none() {
-                    ck.err(
-                        &format!("{at}.{key}"),
-                        "expected `event:` in an order matcher",
-                        None,
-                    );
-                }
-                check_matcher(m, &format!("{at}.{key}"), ck, total, f.server.rounds);
-            }
-        }
-        if (x.aggregated.is_some() || x.timed_out.is_some()) && x.round.is_none() {
-            ck.err(&at, "`aggregated` and `timed_out` need `round:`", None);
-        }
-    }
-}
-
-fn check_matcher(x: &ExpectSpec, at: &str, ck: &mut Checker, total: u32, rounds: u32) {
-    if let Some(name) = &x.event {
-        if EventName::parse(name).is_none() {
-            let all = crate::fed_learn::EventType::ALL
-                .iter()
-                .map(|e| e.as_str())
-                .chain(crate::sim::SimEvent::ALL.iter().map(|e| e.as_str()));
-            let hint = did_you_mean(name, all);
-            ck.err(
-                &format!("{at}.event"),
-                format!("unknown event `{name}`"),
-                hint,
-            );
-        }
-    }
-    for (key, c) in [("client", &x.client), ("actor", &x.actor)] {
-        match c {
-            Some(ClientRef::Id(id)) if *id >= total => ck.err(
-                &format!("{at}.{key}"),
-                format!("client {id} does not exist"),
-                None,
-            ),
-            Some(ClientRef::Name(n))
-                if n != "server" && client_id(n).is_none_or(|id| id >= total) =>
-            {
-                ck.err(
-                    &format!("{at}.{key}"),
-                    format!(
-                        "`{n}` is not a client of this scenario (expected `client-0007` or an id)"
-                    ),
-                    None,
-                )
-            }
-            _ => {}
-        }
-    }
-    if let Some(r) = x.round {
-        if r >= rounds {
-            ck.err(
-                &format!("{at}.round"),
-                format!(
-                    "round {r} is past the last round ({})",
-                    rounds.saturating_sub(1)
-                ),
-                None,
-            );
-        }
-    }
 }
 
 /// The id in `client-0007`.

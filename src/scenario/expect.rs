@@ -1,7 +1,9 @@
-//! Checking a scenario's `expect:` block against a finished run: every scenario is a test.
+//! A scenario's `expect:` block: validated when the file loads, checked against a finished
+//! run afterwards. Every scenario is a test.
 
-use super::compile::client_id;
-use super::schema::{Bound, ClientRef, ExpectSpec, ScenarioFile};
+use super::compile::{client_id, Checker};
+use super::error::did_you_mean;
+use super::schema::{Bound, ClientRef, ExpectSpec, JoinSpec, ScenarioFile};
 use crate::sim::{Actor, EventName, EventRecord, RunResult};
 
 /// The verdict on one assertion.
@@ -228,5 +230,103 @@ fn show_ref(c: &ClientRef) -> String {
     match c {
         ClientRef::Id(id) => crate::sim::client_name(*id),
         ClientRef::Name(n) => n.clone(),
+    }
+}
+
+/// Checks the `expect:` block: known event names, clients that exist, sensible bounds.
+pub(crate) fn validate(f: &ScenarioFile, ck: &mut Checker) {
+    let total = f.clients.count
+        + f.events
+            .iter()
+            .filter_map(|e| e.join)
+            .map(|j| match j {
+                JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
+            })
+            .sum::<u32>();
+    for (i, x) in f.expect.iter().enumerate() {
+        let at = format!("expect[{i}]");
+        let kinds = [
+            x.event.is_some(),
+            x.first.is_some() || x.then.is_some(),
+            x.aggregated.is_some() || x.timed_out.is_some() || x.rounds_completed.is_some(),
+            x.final_.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            ck.err(&at, "expected one kind of assertion: `event`, `first`/`then`, `aggregated`/`timed_out`/`rounds_completed`, or `final`", None);
+            continue;
+        }
+        check_matcher(x, &at, ck, total, f.server.rounds);
+        if x.first.is_some() != x.then.is_some() {
+            ck.err(
+                &at,
+                "an order assertion needs both `first` and `then`",
+                None,
+            );
+        }
+        for (key, m) in [("first", &x.first), ("then", &x.then)] {
+            if let Some(m) = m {
+                if m.event.is_none() {
+                    ck.err(
+                        &format!("{at}.{key}"),
+                        "expected `event:` in an order matcher",
+                        None,
+                    );
+                }
+                check_matcher(m, &format!("{at}.{key}"), ck, total, f.server.rounds);
+            }
+        }
+        if (x.aggregated.is_some() || x.timed_out.is_some()) && x.round.is_none() {
+            ck.err(&at, "`aggregated` and `timed_out` need `round:`", None);
+        }
+    }
+}
+
+fn check_matcher(x: &ExpectSpec, at: &str, ck: &mut Checker, total: u32, rounds: u32) {
+    if let Some(name) = &x.event {
+        if EventName::parse(name).is_none() {
+            let all = crate::fed_learn::EventType::ALL
+                .iter()
+                .map(|e| e.as_str())
+                .chain(crate::sim::SimEvent::ALL.iter().map(|e| e.as_str()));
+            let hint = did_you_mean(name, all);
+            ck.err(
+                &format!("{at}.event"),
+                format!("unknown event `{name}`"),
+                hint,
+            );
+        }
+    }
+    for (key, c) in [("client", &x.client), ("actor", &x.actor)] {
+        match c {
+            Some(ClientRef::Id(id)) if *id >= total => ck.err(
+                &format!("{at}.{key}"),
+                format!("client {id} does not exist"),
+                None,
+            ),
+            Some(ClientRef::Name(n))
+                if n != "server" && client_id(n).is_none_or(|id| id >= total) =>
+            {
+                ck.err(
+                    &format!("{at}.{key}"),
+                    format!(
+                        "`{n}` is not a client of this scenario (expected `client-0007` or an id)"
+                    ),
+                    None,
+                )
+            }
+            _ => {}
+        }
+    }
+    if let Some(r) = x.round {
+        if r >= rounds {
+            ck.err(
+                &format!("{at}.round"),
+                format!(
+                    "round {r} is past the last round ({})",
+                    rounds.saturating_sub(1)
+                ),
+                None,
+            );
+        }
     }
 }

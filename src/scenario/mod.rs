@@ -7,7 +7,7 @@
 //! - `locate`: positions of key paths, for errors found after parsing.
 //! - `trace`: availability traces (CSV).
 //! - [`error`]: positioned errors with hints.
-//! - [`expect`]: checking `expect:` against a finished run.
+//! - [`expect`]: the `expect:` block, validated at load and checked against a finished run.
 
 pub mod error;
 pub mod expect;
@@ -107,7 +107,7 @@ impl Scenario {
             file: path,
             errors: Vec::new(),
         };
-        compile::check_expect(&file, &mut ck);
+        expect::validate(&file, &mut ck);
         let config = compile::compile(&file, &mut ck);
         match config {
             Some(config) if ck.errors.is_empty() => Ok(Scenario {

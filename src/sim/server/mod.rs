@@ -7,8 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message as _;
 
+mod cross_site;
+
+use cross_site::CrossSite;
+
 use super::config::ServerConfig;
-use super::events::{client_name, Actor, SimEvent};
+use super::events::{Actor, SimEvent};
 use super::port::{Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::aggregate::{Aggregator, Update};
@@ -98,14 +102,6 @@ struct OpenRound {
     updates: BTreeMap<u32, Accepted>,
     rejected: usize,
     waiting_since_min: bool,
-    task: Bytes,
-}
-
-struct CrossSite {
-    step: u8,
-    expected: BTreeSet<u32>,
-    best: BTreeMap<u32, Params>,
-    results: BTreeMap<u32, BTreeMap<String, f64>>,
     task: Bytes,
 }
 
@@ -772,159 +768,5 @@ impl Server {
         self.port.emit(None, SimEvent::RunEnd, None, detail);
         self.phase = Phase::Done;
         self.port.finish();
-    }
-
-    // ---- cross-site validation -------------------------------------------------------------
-
-    /// The `served` mark of a cross-site step: past every round number.
-    fn cross_step_mark(&self, step: u8) -> u32 {
-        u32::MAX - 1 + u32::from(step)
-    }
-
-    fn after_training(&mut self) {
-        if !self.cfg.cross_site_validation {
-            return self.finish("completed");
-        }
-        let meta = self.meta(self.next_round);
-        let task = self.encode_task(meta, "submit_best_model", ModelData::default(), false);
-        let expected: BTreeSet<u32> = self.clients.keys().copied().collect();
-        self.phase = Phase::CrossSite(CrossSite {
-            step: 0,
-            expected,
-            best: BTreeMap::new(),
-            results: BTreeMap::new(),
-            task,
-        });
-        self.port
-            .timer(self.cfg.round_timeout, Timer::CrossSiteTimeout(0));
-        self.serve_parked_cross_site();
-    }
-
-    fn serve_parked_cross_site(&mut self) {
-        let Phase::CrossSite(x) = &self.phase else {
-            return;
-        };
-        let parked: Vec<(u32, String)> = x
-            .expected
-            .clone()
-            .into_iter()
-            .filter_map(|c| {
-                self.clients
-                    .get_mut(&c)
-                    .and_then(|r| r.parked.take().map(|p| (c, p)))
-            })
-            .collect();
-        for (c, req) in parked {
-            self.serve_cross_site(c, &req);
-        }
-    }
-
-    fn serve_cross_site(&mut self, client: u32, req: &str) {
-        let Phase::CrossSite(x) = &self.phase else {
-            return;
-        };
-        let (step, task, models) = (x.step, x.task.clone(), x.best.len() + 1);
-        let mark = self.cross_step_mark(step);
-        if let Some(r) = self.clients.get_mut(&client) {
-            r.served = Some(mark);
-        }
-        if step == 1 {
-            self.port.emit(
-                None,
-                EventType::SendBestModel,
-                Some(client),
-                vec![("models", models.into())],
-            );
-        }
-        let m = wire::reply(&mut self.ids, req, types::TASK, task);
-        self.send(client, m);
-    }
-
-    fn on_cross_site_submit(&mut self, client: u32, c: pb::Contribution) {
-        let step = match &self.phase {
-            Phase::CrossSite(x) => x.step,
-            _ => return,
-        };
-        if c.r#type == "best_model" && step == 0 {
-            if let Ok(p) = self.decode_params(c.data.unwrap_or_default()) {
-                if let Phase::CrossSite(x) = &mut self.phase {
-                    x.best.insert(client, p);
-                }
-            }
-        } else if c.r#type == "validation" && step == 1 {
-            let detail = vec![("models", c.metrics.len().into())];
-            self.port.emit(
-                None,
-                EventType::ReceiveValidationResults,
-                Some(client),
-                detail,
-            );
-            if let Phase::CrossSite(x) = &mut self.phase {
-                x.results.insert(client, c.metrics.into_iter().collect());
-            }
-        }
-        self.check_cross_site();
-    }
-
-    fn check_cross_site(&mut self) {
-        let Phase::CrossSite(x) = &self.phase else {
-            return;
-        };
-        let live = x.expected.iter().filter(|c| self.clients.contains_key(c));
-        let done = match x.step {
-            0 => live.clone().all(|c| x.best.contains_key(c)),
-            _ => live.clone().all(|c| x.results.contains_key(c)),
-        };
-        if done {
-            self.cross_site_timeout(x.step);
-        }
-    }
-
-    fn cross_site_timeout(&mut self, step: u8) {
-        let Phase::CrossSite(x) = &mut self.phase else {
-            return;
-        };
-        if x.step != step {
-            return;
-        }
-        if step == 0 {
-            let mut md = ModelData::default();
-            for (c, p) in &x.best {
-                for (k, v) in p.to_model_data().params {
-                    md.params.insert(format!("{}/{k}", client_name(*c)), v);
-                }
-            }
-            for (k, v) in &self.global_md.params {
-                md.params.insert(format!("server/{k}"), v.clone());
-            }
-            x.step = 1;
-            x.expected = self.clients.keys().copied().collect();
-            let meta = self.meta(self.next_round);
-            let task = self.encode_task(meta, "validate", md, false);
-            if let Phase::CrossSite(x) = &mut self.phase {
-                x.task = task;
-            }
-            self.port
-                .timer(self.cfg.round_timeout, Timer::CrossSiteTimeout(1));
-            return self.serve_parked_cross_site();
-        }
-        self.cross_site = Some(matrix(x));
-        self.finish("completed");
-    }
-}
-
-fn matrix(x: &CrossSite) -> CrossSiteMatrix {
-    let mut models: Vec<String> = x.best.keys().map(|c| client_name(*c)).collect();
-    models.push("server".into());
-    let clients: Vec<String> = x.results.keys().map(|c| client_name(*c)).collect();
-    let accuracy = x
-        .results
-        .values()
-        .map(|row| models.iter().map(|m| row.get(m).copied()).collect())
-        .collect();
-    CrossSiteMatrix {
-        models,
-        clients,
-        accuracy,
     }
 }
