@@ -262,19 +262,9 @@ where
     c.draw_secondary_series(LineSeries::new(loss, LOSS.stroke_width(3)))?
         .label("test loss (right axis)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], LOSS.stroke_width(3)));
-    let marks: Vec<(f64, MarkerKind)> = d
-        .markers
-        .iter()
-        .filter_map(|(t, k)| axis.of_time(d, *t).map(|x| (x, *k)))
-        .collect();
-    draw_markers(&mut c, &marks, 0.0..1.0)?;
+    draw_markers(&mut c, &marker_xs(d, axis), 0.0..1.0)?;
     if let XAxis::Round = axis {
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 18))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut c, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }
@@ -321,14 +311,28 @@ where
                 PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
             });
     }
-    let marks: Vec<(f64, MarkerKind)> = d
-        .markers
+    draw_markers(&mut c, &marker_xs(d, XAxis::Round), 0.0..ymax)?;
+    legend(&mut c, SeriesLabelPosition::UpperRight)?;
+    Ok(())
+}
+
+/// Each marker's x position on `axis`.
+fn marker_xs(d: &RunData, axis: XAxis) -> Vec<(f64, MarkerKind)> {
+    d.markers
         .iter()
-        .filter_map(|(t, k)| round_at(d, *t).map(|r| (r, *k)))
-        .collect();
-    draw_markers(&mut c, &marks, 0.0..ymax)?;
+        .filter_map(|(t, k)| axis.of_time(d, *t).map(|x| (x, *k)))
+        .collect()
+}
+
+/// The legend box, in the same style on every chart.
+fn legend<'a, DB, CT>(c: &mut ChartContext<'a, DB, CT>, position: SeriesLabelPosition) -> Res
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate,
+{
     c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .label_font((FONT, 18))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
@@ -541,12 +545,7 @@ where
                     PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
                 });
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 18))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut c, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }
