@@ -11,11 +11,12 @@
 //! - **Regression**: `y = x·w_k + b_k + 0.1·N(0,1)` with `w_k` near a global `w_true`, for the
 //!   linear-regression model.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, Axis};
 use rand::Rng;
 use rand_distr::{Distribution, Gamma, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use super::kernel;
 use crate::dist::Dist;
 use crate::rng::{self, Stream, NONE};
 
@@ -63,14 +64,12 @@ impl Dataset {
         self.len() == 0
     }
 
-    /// Rows `range` as a view, with their targets.
-    pub fn rows(&self, start: usize, end: usize) -> (ArrayView2<'_, f32>, TargetsView<'_>) {
-        let x = self.x.slice(ndarray::s![start..end, ..]);
-        let y = match &self.y {
+    /// The targets of rows `start..end`.
+    pub fn targets(&self, start: usize, end: usize) -> TargetsView<'_> {
+        match &self.y {
             Targets::Classes(c) => TargetsView::Classes(&c[start..end]),
             Targets::Values(v) => TargetsView::Values(&v[start..end]),
-        };
-        (x, y)
+        }
     }
 
     /// Concatenates datasets of the same kind.
@@ -108,6 +107,21 @@ pub enum TargetsView<'a> {
     Classes(&'a [u32]),
     /// Real values.
     Values(&'a [f32]),
+}
+
+impl TargetsView<'_> {
+    /// The number of targets.
+    pub fn len(&self) -> usize {
+        match self {
+            TargetsView::Classes(c) => c.len(),
+            TargetsView::Values(v) => v.len(),
+        }
+    }
+
+    /// True when there are no targets.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Which synthetic distribution clients draw from.
@@ -217,10 +231,10 @@ pub struct ClientData {
 
 /// A client's own distribution: how its features are drawn and labelled.
 struct ClientDist {
-    /// Labelling weights, features × outputs.
-    w: Array2<f32>,
+    /// Labelling weights, outputs × features (the kernels' layout).
+    wt: Vec<f32>,
     /// Labelling bias, one per output.
-    b: Array1<f32>,
+    b: Vec<f32>,
     /// Feature means.
     mean: Array1<f32>,
     /// Feature standard deviations.
@@ -267,8 +281,8 @@ impl DataSpec {
                 let w = w_true + &normal_matrix(&mut r, d, c, 0.0, noise);
                 let m: f64 = r.sample(StandardNormal);
                 ClientDist {
-                    w,
-                    b: Array1::zeros(c),
+                    wt: transpose(&w),
+                    b: vec![0.0; c],
                     mean: Array1::from_elem(d, m as f32),
                     std: Array1::ones(d),
                 }
@@ -277,10 +291,15 @@ impl DataSpec {
                 let u = normal(&mut r) * alpha.sqrt();
                 let big_b = normal(&mut r) * beta.sqrt();
                 let w = normal_matrix(&mut r, d, c, u, 1.0);
-                let b = Array1::from_shape_fn(c, |_| (u + normal(&mut r)) as f32);
+                let b = (0..c).map(|_| (u + normal(&mut r)) as f32).collect();
                 let mean = Array1::from_shape_fn(d, |_| (big_b + normal(&mut r)) as f32);
                 let std = Array1::from_shape_fn(d, |j| ((j + 1) as f32).powf(-1.2).sqrt());
-                ClientDist { w, b, mean, std }
+                ClientDist {
+                    wt: transpose(&w),
+                    b,
+                    mean,
+                    std,
+                }
             }
         }
     }
@@ -434,14 +453,28 @@ impl DataSpec {
     ) -> (Array2<f32>, Array2<f32>) {
         let d = self.features;
         let mut x = Array2::<f32>::zeros((m, d));
-        for mut row in x.outer_iter_mut() {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = dist.mean[j] + dist.std[j] * normal(r) as f32;
+        let flat = x.as_slice_mut().expect("fresh array");
+        for row in flat.chunks_exact_mut(d) {
+            for ((v, mean), std) in row.iter_mut().zip(&dist.mean).zip(&dist.std) {
+                *v = mean + std * normal(r) as f32;
             }
         }
-        let out = x.dot(&dist.w) + &dist.b;
-        (x, out)
+        let c = dist.b.len();
+        let mut xp = Vec::new();
+        kernel::pad_rows(x.as_slice().expect("fresh array"), d, &mut xp);
+        let mut out = vec![0.0; m * kernel::padded(c)];
+        kernel::affine(&xp, &dist.wt, &dist.b, &mut out);
+        let out = Array2::from_shape_vec((m, kernel::padded(c)), out).expect("m rows");
+        (x, out.slice_move(ndarray::s![.., ..c]))
     }
+}
+
+/// `w`'s transpose in the kernels' padded layout.
+fn transpose(w: &Array2<f32>) -> Vec<f32> {
+    let rows: Vec<f32> = w.t().iter().copied().collect();
+    let mut out = Vec::new();
+    kernel::pad_rows(&rows, w.nrows(), &mut out);
+    out
 }
 
 fn slice_targets(y: &Targets, start: usize, end: usize) -> Targets {

@@ -1,15 +1,15 @@
 //! Models on ndarray: linear regression, softmax regression and a one-hidden-layer MLP, each
 //! trained by minibatch SGD with an optional FedProx proximal term.
 //!
-//! Training works in place on preallocated batch buffers and updates weights through
-//! `general_mat_mul`, so the inner loop allocates per batch at most, never per sample.
+//! Training converts the parameters once into the kernels' layout ([`Net`]) and reuses its
+//! batch buffers, so the inner loop allocates nothing.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Ix1, Ix2};
+use ndarray::ArrayD;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::data::{argmax, Dataset, TargetsView};
+use super::data::{Dataset, Targets};
+use super::net::{Net, Scratch};
 use crate::fed_learn::pb::ModelData;
 use crate::fed_learn::{ndarray_to_proto, proto_to_ndarray, NumprotoError};
 use crate::rng::Stream;
@@ -128,10 +128,6 @@ impl Params {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    fn get_mut(&mut self, i: usize) -> &mut ArrayD<f32> {
-        &mut self.0[i].1
-    }
 }
 
 /// Loss and accuracy on a dataset. For regression, `accuracy` is R², the coefficient of
@@ -187,21 +183,26 @@ impl ModelKind {
     ) -> f64 {
         let n = data.len();
         let bs = cfg.batch_size.max(1);
-        let mut bufs = Buffers::default();
+        let x = data.x.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let d = data.x.ncols();
+        let mut net = Net::from_params(params);
+        let anchor = (cfg.prox_mu > 0.0).then(|| Net::from_params(center));
+        let mut scratch = Scratch::default();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for _ in 0..cfg.local_epochs {
-            let mut start = 0;
-            while start < n {
+            for start in (0..n).step_by(bs) {
                 let end = (start + bs).min(n);
-                let (x, y) = data.rows(start, end);
-                loss_sum += self.step(params, x, y, cfg.lr, &mut bufs) * (end - start) as f64;
-                if cfg.prox_mu > 0.0 {
-                    prox_step(params, center, cfg.lr * cfg.prox_mu);
+                let y = data.targets(start, end);
+                let batch = &x[start * d..end * d];
+                loss_sum += net.step(batch, y, cfg.lr, &mut scratch) * (end - start) as f64;
+                if let Some(anchor) = &anchor {
+                    net.pull_toward(anchor, cfg.lr * cfg.prox_mu);
                 }
                 seen += end - start;
-                start = end;
             }
         }
+        net.write_params(params);
         if seen == 0 {
             0.0
         } else {
@@ -211,183 +212,45 @@ impl ModelKind {
 
     /// Loss and accuracy of `params` on `data`.
     pub fn evaluate(&self, params: &Params, data: &Dataset) -> Metrics {
+        /// Rows per forward pass: bounds the scratch space on large test sets.
+        const CHUNK: usize = 512;
         if data.is_empty() {
             return Metrics::default();
         }
-        let out = self.forward(params, data.x.view(), &mut Buffers::default());
-        let (x, y) = data.rows(0, data.len());
-        let _ = x;
-        match y {
-            TargetsView::Classes(c) => {
-                let mut out = out;
-                let loss = softmax_xent(&mut out, c);
-                let correct = out
-                    .outer_iter()
-                    .zip(c)
-                    .filter(|(row, &k)| argmax(row.as_slice().expect("row-major")) == k as usize)
-                    .count();
-                Metrics {
-                    loss,
-                    accuracy: correct as f64 / c.len() as f64,
-                }
-            }
-            TargetsView::Values(v) => {
-                let mean = v.iter().map(|&t| t as f64).sum::<f64>() / v.len() as f64;
-                let (mut sse, mut sst) = (0.0, 0.0);
-                for (p, &t) in out.column(0).iter().zip(v) {
-                    sse += (*p as f64 - t as f64).powi(2);
-                    sst += (t as f64 - mean).powi(2);
-                }
-                let r2 = if sst > 0.0 { 1.0 - sse / sst } else { 0.0 };
-                Metrics {
-                    loss: 0.5 * sse / v.len() as f64,
-                    accuracy: r2,
-                }
-            }
+        let net = Net::from_params(params);
+        let x = data.x.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let (n, d) = data.x.dim();
+        let mut scratch = Scratch::default();
+        let (mut loss, mut hits) = (0.0, 0usize);
+        for start in (0..n).step_by(CHUNK) {
+            let end = (start + CHUNK).min(n);
+            let y = data.targets(start, end);
+            let (l, h) = net.score(&x[start * d..end * d], y, &mut scratch);
+            loss += l;
+            hits += h;
+        }
+        let accuracy = match &data.y {
+            Targets::Classes(_) => hits as f64 / n as f64,
+            Targets::Values(v) => r_squared(v, 2.0 * loss),
+        };
+        Metrics {
+            loss: loss / n as f64,
+            accuracy,
         }
     }
+}
 
-    /// Outputs (logits or predictions) for rows `x`.
-    fn forward(&self, params: &Params, x: ArrayView2<f32>, bufs: &mut Buffers) -> Array2<f32> {
-        let w = |i: usize| {
-            params.0[i]
-                .1
-                .view()
-                .into_dimensionality::<Ix2>()
-                .expect("2-d weight")
-        };
-        let b = |i: usize| {
-            params.0[i]
-                .1
-                .view()
-                .into_dimensionality::<Ix1>()
-                .expect("1-d bias")
-        };
-        match *self {
-            ModelKind::Linear | ModelKind::Softmax => affine(x, w(0), b(1)),
-            ModelKind::Mlp { .. } => {
-                let h = relu(affine(x, w(0), b(1)));
-                let out = affine(h.view(), w(2), b(3));
-                bufs.hidden = h;
-                out
-            }
-        }
+/// The coefficient of determination of predictions whose squared errors sum to `sse`.
+fn r_squared(targets: &[f32], sse: f64) -> f64 {
+    let n = targets.len() as f64;
+    let mean = targets.iter().map(|&t| f64::from(t)).sum::<f64>() / n;
+    let sst: f64 = targets.iter().map(|&t| (f64::from(t) - mean).powi(2)).sum();
+    if sst > 0.0 {
+        1.0 - sse / sst
+    } else {
+        0.0
     }
-
-    /// One SGD step on a batch; returns the batch's mean loss before the step.
-    fn step(
-        &self,
-        params: &mut Params,
-        x: ArrayView2<f32>,
-        y: TargetsView,
-        lr: f32,
-        bufs: &mut Buffers,
-    ) -> f64 {
-        let n = x.nrows() as f32;
-        let mut out = self.forward(params, x, bufs);
-        let loss = match y {
-            TargetsView::Classes(c) => {
-                let loss = softmax_xent(&mut out, c);
-                for (mut row, &k) in out.outer_iter_mut().zip(c) {
-                    row[k as usize] -= 1.0;
-                }
-                loss
-            }
-            TargetsView::Values(v) => {
-                let mut sse = 0.0;
-                for (p, &t) in out.column_mut(0).iter_mut().zip(v) {
-                    *p -= t;
-                    sse += (*p as f64).powi(2);
-                }
-                0.5 * sse / v.len() as f64
-            }
-        };
-        // `out` now holds d(loss)/d(output) · n.
-        let scale = -lr / n;
-        match *self {
-            ModelKind::Linear | ModelKind::Softmax => {
-                sgd_affine(params, 0, 1, x, &out, scale);
-            }
-            ModelKind::Mlp { .. } => {
-                let h = std::mem::take(&mut bufs.hidden);
-                let w2 = params.0[2]
-                    .1
-                    .view()
-                    .into_dimensionality::<Ix2>()
-                    .expect("2-d");
-                let mut dh = out.dot(&w2.t());
-                dh.zip_mut_with(&h, |d, &a| {
-                    if a <= 0.0 {
-                        *d = 0.0
-                    }
-                });
-                sgd_affine(params, 2, 3, h.view(), &out, scale);
-                sgd_affine(params, 0, 1, x, &dh, scale);
-            }
-        }
-        loss
-    }
-}
-
-/// Scratch space kept across batches.
-#[derive(Default)]
-struct Buffers {
-    hidden: Array2<f32>,
-}
-
-fn affine(x: ArrayView2<f32>, w: ArrayView2<f32>, b: ndarray::ArrayView1<f32>) -> Array2<f32> {
-    let mut out = Array2::zeros((x.nrows(), w.ncols()));
-    general_mat_mul(1.0, &x, &w, 0.0, &mut out);
-    out += &b;
-    out
-}
-
-fn relu(mut a: Array2<f32>) -> Array2<f32> {
-    a.mapv_inplace(|v| v.max(0.0));
-    a
-}
-
-/// W += scale·xᵀ·g and b += scale·Σrows(g), for the weight at `wi` and bias at `bi`.
-fn sgd_affine(
-    params: &mut Params,
-    wi: usize,
-    bi: usize,
-    x: ArrayView2<f32>,
-    g: &Array2<f32>,
-    scale: f32,
-) {
-    {
-        let w = params.get_mut(wi);
-        let mut w: ArrayViewMut2<f32> = w.view_mut().into_dimensionality().expect("2-d weight");
-        general_mat_mul(scale, &x.t(), g, 1.0, &mut w);
-    }
-    let b = params.get_mut(bi);
-    let mut b: ArrayViewMut1<f32> = b.view_mut().into_dimensionality().expect("1-d bias");
-    b.scaled_add(scale, &g.sum_axis(Axis(0)));
-}
-
-/// Moves every weight toward `center` by `step`·(w − center): the FedProx gradient step.
-fn prox_step(params: &mut Params, center: &Params, step: f32) {
-    for ((_, w), (_, c)) in params.0.iter_mut().zip(&center.0) {
-        w.zip_mut_with(c, |w, &c| *w -= step * (*w - c));
-    }
-}
-
-/// Turns logits into probabilities in place and returns the mean cross-entropy.
-fn softmax_xent(z: &mut Array2<f32>, classes: &[u32]) -> f64 {
-    let mut loss = 0.0f64;
-    for (mut row, &k) in z.outer_iter_mut().zip(classes) {
-        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0f32;
-        row.mapv_inplace(|v| {
-            let e = (v - max).exp();
-            sum += e;
-            e
-        });
-        row /= sum;
-        loss -= (row[k as usize].max(1e-12) as f64).ln();
-    }
-    loss / classes.len().max(1) as f64
 }
 
 /// A zero-filled copy of `p`'s shapes, for accumulators.

@@ -1,0 +1,350 @@
+//! Dense f32 kernels for the small layers federated models are made of (W1's is 60 → 10).
+//!
+//! A general GEMM such as matrixmultiply packs both operands into panels before it multiplies;
+//! for a 16×60 by 60×10 product that packing costs more than the product itself. These
+//! kernels work on row-major slices as they are, with weights stored *output-major* (`wt` is
+//! outputs × inputs, row `j` holding output `j`'s weights), so every inner loop runs along the
+//! contiguous input dimension.
+//!
+//! **Layout.** Every matrix is row-major with its rows padded with zeros to a multiple of
+//! [`LANES`] ([`padded`]): an "n×k" matrix is `n·padded(k)` floats. So no loop has a ragged
+//! tail, and padding stays zero through every kernel.
+//!
+//! **Determinism.** Each kernel fixes its arithmetic: a dot product keeps eight lane sums,
+//! each adding its products in input order, and adds the lanes in a fixed tree; updates add one
+//! sample after another. Each kernel has a portable version and, on x86-64, an AVX2 version
+//! chosen at run time, written to do the very same roundings in the same order (Rust never
+//! fuses a multiply and an add on its own). So results are the same bits on every x86-64,
+//! with or without AVX2; a test checks it.
+
+/// Lanes of a dot product's partial sums: one AVX register of f32.
+pub(crate) const LANES: usize = 8;
+
+/// `k` rounded up to whole lanes: the row stride of every layer input.
+pub(crate) fn padded(k: usize) -> usize {
+    k.next_multiple_of(LANES)
+}
+
+/// Copies rows of width `k` into rows of stride `padded(k)`, zero-filling the padding.
+pub(crate) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
+    let kp = padded(k);
+    let n = x.len() / k.max(1);
+    out.clear();
+    out.resize(n * kp, 0.0);
+    for (src, dst) in x.chunks_exact(k.max(1)).zip(out.chunks_exact_mut(kp)) {
+        dst[..k].copy_from_slice(src);
+    }
+}
+
+/// The fixed reduction of eight lane sums.
+#[inline(always)]
+fn reduce(acc: [f32; LANES]) -> f32 {
+    let quad = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    (quad[0] + quad[2]) + (quad[1] + quad[3])
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// `out_i = x_i·wtᵀ + b`: `x` is n×k, `wt` is m×k, `b` has m entries, `out` is n×m; the
+/// padding of `out`'s rows is left as it is.
+pub(crate) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2::affine(x, wt, b, out) };
+    }
+    portable::affine(x, wt, b, out)
+}
+
+/// One gradient step on an affine layer: `wt_j += Σᵢ (s·g[i][j])·x_i` and `b_j += Σᵢ s·g[i][j]`,
+/// adding sample after sample. `x` is the layer's n×k input, `g` the n×m gradient at its
+/// output.
+pub(crate) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2::affine_step(x, g, s, wt, b) };
+    }
+    portable::affine_step(x, g, s, wt, b)
+}
+
+/// `out_i = Σⱼ g[i][j]·wt_j`, adding in `j` order: the gradient at an affine layer's input
+/// (n×k) from `g` (n×m) at its output and its weights `wt` (m×k).
+pub(crate) fn backprop(g: &[f32], wt: &[f32], m: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2::backprop(g, wt, m, out) };
+    }
+    portable::backprop(g, wt, m, out)
+}
+
+/// `w -= step·(w − center)`, elementwise: FedProx's proximal gradient step.
+pub(crate) fn pull_toward(w: &mut [f32], center: &[f32], step: f32) {
+    for (wi, ci) in w.iter_mut().zip(center) {
+        *wi -= step * (*wi - ci);
+    }
+}
+
+/// The reference versions: plain loops over lanes.
+mod portable {
+    use super::{padded, reduce, LANES};
+
+    pub fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
+        let (m, kp) = (b.len(), wt.len() / b.len().max(1));
+        for (xi, oi) in x.chunks_exact(kp).zip(out.chunks_exact_mut(padded(m))) {
+            for ((o, wj), bj) in oi[..m].iter_mut().zip(wt.chunks_exact(kp)).zip(b) {
+                let mut acc = [0.0f32; LANES];
+                for (xc, wc) in xi
+                    .as_chunks::<LANES>()
+                    .0
+                    .iter()
+                    .zip(wj.as_chunks::<LANES>().0)
+                {
+                    for l in 0..LANES {
+                        acc[l] = xc[l].mul_add(wc[l], acc[l]);
+                    }
+                }
+                *o = reduce(acc) + bj;
+            }
+        }
+    }
+
+    pub fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32]) {
+        let (m, kp) = (b.len(), wt.len() / b.len().max(1));
+        for (xi, gi) in x.chunks_exact(kp).zip(g.chunks_exact(padded(m))) {
+            for ((wj, bj), gij) in wt.chunks_exact_mut(kp).zip(b.iter_mut()).zip(gi) {
+                let a = s * gij;
+                for (w, xv) in wj.iter_mut().zip(xi) {
+                    *w = a.mul_add(*xv, *w);
+                }
+                *bj += a;
+            }
+        }
+    }
+
+    pub fn backprop(g: &[f32], wt: &[f32], m: usize, out: &mut [f32]) {
+        let kp = wt.len() / m.max(1);
+        for (gi, oi) in g.chunks_exact(padded(m)).zip(out.chunks_exact_mut(kp)) {
+            oi.fill(0.0);
+            for (gij, wj) in gi.iter().zip(wt.chunks_exact(kp)) {
+                for (o, w) in oi.iter_mut().zip(wj) {
+                    *o = gij.mul_add(*w, *o);
+                }
+            }
+        }
+    }
+}
+
+/// The same kernels in AVX2 registers, blocked so each load feeds several products.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
+
+    use super::{padded, reduce, LANES};
+
+    /// Loads one lane group.
+    #[inline(always)]
+    fn load(c: &[f32; LANES]) -> __m256 {
+        // SAFETY: `c` is exactly the 8 f32s an unaligned load reads; only called from
+        // functions compiled with AVX2.
+        unsafe { _mm256_loadu_ps(c.as_ptr()) }
+    }
+
+    /// Stores one lane group.
+    #[inline(always)]
+    fn store(c: &mut [f32; LANES], v: __m256) {
+        // SAFETY: as for `load`.
+        unsafe { _mm256_storeu_ps(c.as_mut_ptr(), v) }
+    }
+
+    #[inline(always)]
+    fn lanes(v: __m256) -> [f32; LANES] {
+        let mut out = [0.0f32; LANES];
+        store(&mut out, v);
+        out
+    }
+
+    /// `acc + x·y`, rounded once (fused), like the portable loop's `f32::mul_add`.
+    #[inline(always)]
+    fn mul_add(acc: __m256, x: __m256, y: __m256) -> __m256 {
+        // SAFETY: plain arithmetic; only called from functions compiled with AVX2 and FMA.
+        unsafe { _mm256_fmadd_ps(x, y, acc) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
+        let m = b.len();
+        let kc = wt.len() / m.max(1) / LANES;
+        let w = wt.as_chunks::<LANES>().0;
+        let rows = out.chunks_exact_mut(padded(m));
+        for (xc, oi) in x.as_chunks::<LANES>().0.chunks_exact(kc).zip(rows) {
+            let mut j = 0;
+            // Four outputs at a time: one load of x feeds four products.
+            while j + 4 <= m {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (c, xv) in xc.iter().enumerate() {
+                    let xv = load(xv);
+                    for (q, a) in acc.iter_mut().enumerate() {
+                        *a = mul_add(*a, xv, load(&w[(j + q) * kc + c]));
+                    }
+                }
+                for q in 0..4 {
+                    oi[j + q] = reduce(lanes(acc[q])) + b[j + q];
+                }
+                j += 4;
+            }
+            for jj in j..m {
+                let mut acc = _mm256_setzero_ps();
+                for (xv, wv) in xc.iter().zip(&w[jj * kc..]) {
+                    acc = mul_add(acc, load(xv), load(wv));
+                }
+                oi[jj] = reduce(lanes(acc)) + b[jj];
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32]) {
+        let m = b.len();
+        let kc = wt.len() / m.max(1) / LANES;
+        let xs = x.as_chunks::<LANES>().0;
+        let wc = wt.as_chunks_mut::<LANES>().0;
+        for (j, (wj, bj)) in wc.chunks_exact_mut(kc).zip(b.iter_mut()).enumerate() {
+            let a = |i: usize| s * g[i * padded(m) + j];
+            // Four lane groups of w_j stay in registers while every sample adds to them.
+            for (c0, block) in wj.chunks_mut(4).enumerate().map(|(q, b)| (q * 4, b)) {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (v, w) in acc.iter_mut().zip(block.iter()) {
+                    *v = load(w);
+                }
+                for (i, xi) in xs.chunks_exact(kc).enumerate() {
+                    let ai = _mm256_set1_ps(a(i));
+                    for (q, v) in acc.iter_mut().enumerate().take(block.len()) {
+                        *v = mul_add(*v, ai, load(&xi[c0 + q]));
+                    }
+                }
+                for (v, w) in acc.iter().zip(block.iter_mut()) {
+                    store(w, *v);
+                }
+            }
+            for i in 0..g.len() / padded(m).max(1) {
+                *bj += a(i);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn backprop(g: &[f32], wt: &[f32], m: usize, out: &mut [f32]) {
+        let kc = wt.len() / m.max(1) / LANES;
+        let w = wt.as_chunks::<LANES>().0;
+        let rows = out.as_chunks_mut::<LANES>().0.chunks_exact_mut(kc);
+        for (gi, oi) in g.chunks_exact(padded(m)).zip(rows) {
+            for (c, oc) in oi.iter_mut().enumerate() {
+                let mut acc = _mm256_setzero_ps();
+                for (j, gij) in gi[..m].iter().enumerate() {
+                    acc = mul_add(acc, _mm256_set1_ps(*gij), load(&w[j * kc + c]));
+                }
+                store(oc, acc);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919) % 23) as f32 * scale - 1.0)
+            .collect()
+    }
+
+    /// x (n×k), wt (m×k), b and g (n×m), in the padded layout.
+    fn operands(n: usize, k: usize, m: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (mut x, mut wt, mut g) = (Vec::new(), Vec::new(), Vec::new());
+        pad_rows(&ramp(n * k, 0.013), k, &mut x);
+        pad_rows(&ramp(m * k, 0.021), k, &mut wt);
+        pad_rows(&ramp(n * m, 0.3), m, &mut g);
+        (x, wt, ramp(m, 0.1), g)
+    }
+
+    #[test]
+    fn kernels_match_the_plain_products() {
+        // k = 13 pads to 16; m = 7 exercises both the 4-output block and the rest.
+        let (n, k, m) = (5, 13, 7);
+        let (kp, mp) = (padded(k), padded(m));
+        let (x, wt, b, g) = operands(n, k, m);
+        let mut out = vec![0.0; n * mp];
+        affine(&x, &wt, &b, &mut out);
+        for i in 0..n {
+            for j in 0..m {
+                let e: f64 = (0..k)
+                    .map(|t| f64::from(x[i * kp + t]) * f64::from(wt[j * kp + t]))
+                    .sum::<f64>()
+                    + f64::from(b[j]);
+                assert!((f64::from(out[i * mp + j]) - e).abs() < 1e-4);
+            }
+        }
+
+        let mut back = vec![0.0; n * kp];
+        backprop(&g, &wt, m, &mut back);
+        for i in 0..n {
+            for t in 0..kp {
+                let e: f32 = (0..m).map(|j| g[i * mp + j] * wt[j * kp + t]).sum();
+                assert!((back[i * kp + t] - e).abs() < 1e-4);
+            }
+        }
+
+        let (mut w2, mut b2) = (wt.clone(), b.clone());
+        affine_step(&x, &g, -0.5, &mut w2, &mut b2);
+        for j in 0..m {
+            for t in 0..kp {
+                let e: f32 = (0..n).map(|i| g[i * mp + j] * x[i * kp + t]).sum();
+                assert!((w2[j * kp + t] - (wt[j * kp + t] - 0.5 * e)).abs() < 1e-4);
+            }
+            let eb: f32 = (0..n).map(|i| g[i * mp + j]).sum();
+            assert!((b2[j] - (b[j] - 0.5 * eb)).abs() < 1e-4);
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|f| f.to_bits()).collect()
+    }
+
+    #[test]
+    fn portable_and_dispatched_kernels_agree_bit_for_bit() {
+        for (n, k, m) in [(16, 60, 10), (7, 33, 5), (3, 8, 64)] {
+            let (kp, mp) = (padded(k), padded(m));
+            let (x, wt, b, g) = operands(n, k, m);
+            let (mut fast, mut slow) = (vec![0.0; n * mp], vec![0.0; n * mp]);
+            affine(&x, &wt, &b, &mut fast);
+            portable::affine(&x, &wt, &b, &mut slow);
+            assert_eq!(bits(&fast), bits(&slow));
+
+            let (mut fast, mut slow) = (vec![0.0; n * kp], vec![0.0; n * kp]);
+            backprop(&g, &wt, m, &mut fast);
+            portable::backprop(&g, &wt, m, &mut slow);
+            assert_eq!(bits(&fast), bits(&slow));
+
+            let (mut wf, mut bf) = (wt.clone(), b.clone());
+            let (mut ws, mut bs) = (wt.clone(), b.clone());
+            affine_step(&x, &g, -0.05, &mut wf, &mut bf);
+            portable::affine_step(&x, &g, -0.05, &mut ws, &mut bs);
+            assert_eq!(bits(&wf), bits(&ws));
+            assert_eq!(bits(&bf), bits(&bs));
+        }
+    }
+}

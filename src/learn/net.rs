@@ -1,0 +1,209 @@
+//! A model as the kernels see it: a stack of affine layers with ReLU between them, weights
+//! stored output-major in the kernels' padded layout ([`kernel`]). [`Params`] (the wire's
+//! layout, `W` as inputs × outputs) converts to a `Net` once per training call or evaluation,
+//! so the copy is paid per client, not per batch.
+
+use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Ix2};
+
+use super::data::{argmax, TargetsView};
+use super::kernel;
+use super::model::Params;
+
+/// One affine layer: `out = x·wtᵀ + b`.
+#[derive(Debug, Clone)]
+struct Dense {
+    /// Outputs × inputs, rows padded.
+    wt: Vec<f32>,
+    /// One bias per output.
+    b: Vec<f32>,
+    inputs: usize,
+}
+
+impl Dense {
+    fn from_arrays(w: &ArrayD<f32>, b: &ArrayD<f32>) -> Dense {
+        let w = w.view().into_dimensionality::<Ix2>().expect("2-d weight");
+        let mut wt = Vec::new();
+        let wt_rows: Vec<f32> = w.t().iter().copied().collect();
+        kernel::pad_rows(&wt_rows, w.nrows(), &mut wt);
+        Dense {
+            wt,
+            b: b.iter().copied().collect(),
+            inputs: w.nrows(),
+        }
+    }
+
+    fn outputs(&self) -> usize {
+        self.b.len()
+    }
+
+    fn write_arrays(&self, w: &mut ArrayD<f32>, b: &mut ArrayD<f32>) {
+        let mut w: ArrayViewMut2<f32> = w.view_mut().into_dimensionality().expect("2-d weight");
+        let kp = kernel::padded(self.inputs);
+        let wt = ArrayView2::from_shape((self.outputs(), kp), &self.wt)
+            .expect("weights match their shape");
+        w.assign(&wt.slice(ndarray::s![.., ..self.inputs]).t());
+        for (dst, src) in b.iter_mut().zip(&self.b) {
+            *dst = *src;
+        }
+    }
+}
+
+/// Scratch space for a batch, all in the padded layout: the input, each layer's output and
+/// the gradient there.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    input: Vec<f32>,
+    acts: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+}
+
+/// The layers of a model, in order.
+#[derive(Debug, Clone)]
+pub(crate) struct Net {
+    layers: Vec<Dense>,
+}
+
+impl Net {
+    /// The layers of `params`, which hold `[W, b]` pairs in order (every model here does).
+    pub fn from_params(params: &Params) -> Net {
+        let layers = params
+            .0
+            .chunks_exact(2)
+            .map(|pair| Dense::from_arrays(&pair[0].1, &pair[1].1))
+            .collect();
+        Net { layers }
+    }
+
+    /// Writes the weights back into `params`, whose shapes they came from.
+    pub fn write_params(&self, params: &mut Params) {
+        for (layer, pair) in self.layers.iter().zip(params.0.chunks_exact_mut(2)) {
+            let (w, b) = pair.split_at_mut(1);
+            layer.write_arrays(&mut w[0].1, &mut b[0].1);
+        }
+    }
+
+    /// Runs `n` rows of `x` (unpadded, n × inputs) through the net, leaving each layer's
+    /// output in `s.acts`.
+    fn forward(&self, x: &[f32], n: usize, s: &mut Scratch) {
+        kernel::pad_rows(x, self.layers[0].inputs, &mut s.input);
+        s.acts.resize_with(self.layers.len(), Vec::new);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (done, rest) = s.acts.split_at_mut(i);
+            let input = if i == 0 { &s.input } else { &done[i - 1] };
+            let out = &mut rest[0];
+            out.clear();
+            out.resize(n * kernel::padded(layer.outputs()), 0.0);
+            kernel::affine(input, &layer.wt, &layer.b, out);
+            if i + 1 < self.layers.len() {
+                out.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
+    }
+
+    /// The loss summed over rows `x` (unpadded) and, for classes, how many are predicted
+    /// right.
+    pub fn score(&self, x: &[f32], y: TargetsView, s: &mut Scratch) -> (f64, usize) {
+        self.forward(x, y.len(), s);
+        let m = self.outputs();
+        let rows = s
+            .acts
+            .last_mut()
+            .expect("a layer")
+            .chunks_exact_mut(kernel::padded(m));
+        let (mut loss, mut hits) = (0.0, 0);
+        match y {
+            TargetsView::Classes(c) => {
+                for (row, &k) in rows.zip(c) {
+                    let row = &mut row[..m];
+                    hits += usize::from(argmax(row) == k as usize);
+                    loss += softmax_xent(row, k as usize);
+                }
+            }
+            TargetsView::Values(v) => {
+                for (row, &t) in rows.zip(v) {
+                    loss += 0.5 * (f64::from(row[0]) - f64::from(t)).powi(2);
+                }
+            }
+        }
+        (loss, hits)
+    }
+
+    fn outputs(&self) -> usize {
+        self.layers.last().map_or(0, Dense::outputs)
+    }
+
+    /// One SGD step on a batch of `y.len()` rows of `x` (unpadded); returns the batch's mean
+    /// loss before it.
+    pub fn step(&mut self, x: &[f32], y: TargetsView, lr: f32, s: &mut Scratch) -> f64 {
+        let n = y.len();
+        self.forward(x, n, s);
+        let last = self.layers.len() - 1;
+        s.grads.resize_with(self.layers.len(), Vec::new);
+        std::mem::swap(&mut s.grads[last], &mut s.acts[last]);
+        let loss = output_gradient(&mut s.grads[last], self.outputs(), y);
+        // The gradient now holds n·d(loss)/d(output).
+        let scale = -lr / n as f32;
+        for (i, layer) in self.layers.iter_mut().enumerate().rev() {
+            let input = if i == 0 { &s.input } else { &s.acts[i - 1] };
+            if i > 0 {
+                let (below, here) = s.grads.split_at_mut(i);
+                let g_in = &mut below[i - 1];
+                g_in.clear();
+                g_in.resize(input.len(), 0.0);
+                kernel::backprop(&here[0], &layer.wt, layer.outputs(), g_in);
+                for (g, a) in g_in.iter_mut().zip(input) {
+                    if *a <= 0.0 {
+                        *g = 0.0;
+                    }
+                }
+            }
+            kernel::affine_step(input, &s.grads[i], scale, &mut layer.wt, &mut layer.b);
+        }
+        loss
+    }
+
+    /// Moves every weight toward `center`'s by `step`·(w − center): FedProx's gradient step.
+    pub fn pull_toward(&mut self, center: &Net, step: f32) {
+        for (l, c) in self.layers.iter_mut().zip(&center.layers) {
+            kernel::pull_toward(&mut l.wt, &c.wt, step);
+            kernel::pull_toward(&mut l.b, &c.b, step);
+        }
+    }
+}
+
+/// Turns outputs (rows of `m`, padded) into n·d(mean loss)/d(output) in place and returns the
+/// mean loss: softmax cross-entropy for classes, half squared error for values.
+fn output_gradient(out: &mut [f32], m: usize, y: TargetsView) -> f64 {
+    let rows = out.chunks_exact_mut(kernel::padded(m));
+    match y {
+        TargetsView::Classes(c) => {
+            let mut loss = 0.0;
+            for (row, &k) in rows.zip(c) {
+                loss += softmax_xent(&mut row[..m], k as usize);
+                row[k as usize] -= 1.0;
+            }
+            loss / c.len().max(1) as f64
+        }
+        TargetsView::Values(v) => {
+            let mut sse = 0.0;
+            for (row, &t) in rows.zip(v) {
+                row[0] -= t;
+                sse += f64::from(row[0]).powi(2);
+            }
+            0.5 * sse / v.len().max(1) as f64
+        }
+    }
+}
+
+/// Turns a row of logits into probabilities in place; returns the cross-entropy for class `k`.
+fn softmax_xent(row: &mut [f32], k: usize) -> f64 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+    -f64::from(row[k].max(1e-12)).ln()
+}
