@@ -499,7 +499,7 @@ async fn train(
     // others' training runs on a pool of N - 1 blocking threads. Training happens in steps of
     // its own (all models delivered, then all trained), during which the runtime thread would
     // otherwise sit idle waiting for the pool.
-    let offload = threads > 1 && id as usize % threads != 0;
+    let offload = threads > 1 && !(id as usize).is_multiple_of(threads);
     let work = move || {
         let data = cached.unwrap_or_else(|| Arc::new(common.data.client_data(u64::from(id))));
         let mut p = global.clone();
