@@ -10,17 +10,17 @@
 //! [`LANES`] ([`padded`]): an "n×k" matrix is `n·padded(k)` floats. So no loop has a ragged
 //! tail, and padding stays zero through every kernel.
 //!
-//! **Determinism.** Each kernel fixes its arithmetic: a dot product keeps eight lane sums,
-//! each adding its products in input order, and adds the lanes in a fixed tree; updates add one
-//! sample after another. Each kernel has a portable version and, on x86-64, an AVX2 version
-//! chosen at run time, written to do the very same roundings in the same order (Rust never
-//! fuses a multiply and an add on its own). So results are the same bits on every x86-64,
-//! with or without AVX2; a test checks it.
+//! **Determinism.** Each kernel fixes its arithmetic: every product is added with one fused
+//! multiply-add; a dot product keeps eight lane sums, each adding its products in input
+//! order, and adds the lanes in a fixed tree; updates add one sample after another. Each kernel
+//! has a portable version (`f32::mul_add`, exact even where the CPU has no FMA) and, on x86-64,
+//! an AVX2+FMA version chosen at run time that does the same roundings in the same order. So
+//! results are the same bits on every CPU; a test checks it.
 
 /// Lanes of a dot product's partial sums: one AVX register of f32.
 pub(crate) const LANES: usize = 8;
 
-/// `k` rounded up to whole lanes: the row stride of every layer input.
+/// `k` rounded up to whole lanes: the row stride of every matrix with `k` columns.
 pub(crate) fn padded(k: usize) -> usize {
     k.next_multiple_of(LANES)
 }

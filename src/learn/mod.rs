@@ -1,8 +1,10 @@
 //! Local learning: synthetic federated data and the models clients train on it.
 
 pub mod data;
+/// Dense f32 kernels for small layers, deterministic across CPUs.
 mod kernel;
 pub mod model;
+/// Models as stacks of affine layers in the kernels' layout.
 mod net;
 
 pub use data::{ClientData, DataGen, DataSpec, Dataset, Generator, Targets};
