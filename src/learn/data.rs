@@ -281,7 +281,7 @@ impl DataSpec {
                 let w = w_true + &normal_matrix(&mut r, d, c, 0.0, noise);
                 let m: f64 = r.sample(StandardNormal);
                 ClientDist {
-                    wt: transpose(&w),
+                    wt: kernel::output_major(w.view()),
                     b: vec![0.0; c],
                     mean: Array1::from_elem(d, m as f32),
                     std: Array1::ones(d),
@@ -295,7 +295,7 @@ impl DataSpec {
                 let mean = Array1::from_shape_fn(d, |_| (big_b + normal(&mut r)) as f32);
                 let std = Array1::from_shape_fn(d, |j| ((j + 1) as f32).powf(-1.2).sqrt());
                 ClientDist {
-                    wt: transpose(&w),
+                    wt: kernel::output_major(w.view()),
                     b,
                     mean,
                     std,
@@ -467,14 +467,6 @@ impl DataSpec {
         let out = Array2::from_shape_vec((m, kernel::padded(c)), out).expect("m rows");
         (x, out.slice_move(ndarray::s![.., ..c]))
     }
-}
-
-/// `w`'s transpose in the kernels' padded layout.
-fn transpose(w: &Array2<f32>) -> Vec<f32> {
-    let rows: Vec<f32> = w.t().iter().copied().collect();
-    let mut out = Vec::new();
-    kernel::pad_rows(&rows, w.nrows(), &mut out);
-    out
 }
 
 fn slice_targets(y: &Targets, start: usize, end: usize) -> Targets {

@@ -36,6 +36,15 @@ pub(crate) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
     }
 }
 
+/// Weights `w` (inputs × outputs, the wire's layout) as the kernels keep them: outputs ×
+/// inputs, rows padded.
+pub(crate) fn output_major(w: ndarray::ArrayView2<f32>) -> Vec<f32> {
+    let rows: Vec<f32> = w.t().iter().copied().collect();
+    let mut out = Vec::new();
+    pad_rows(&rows, w.nrows(), &mut out);
+    out
+}
+
 /// The fixed reduction of eight lane sums.
 #[inline(always)]
 fn reduce(acc: [f32; LANES]) -> f32 {

@@ -22,11 +22,8 @@ struct Dense {
 impl Dense {
     fn from_arrays(w: &ArrayD<f32>, b: &ArrayD<f32>) -> Dense {
         let w = w.view().into_dimensionality::<Ix2>().expect("2-d weight");
-        let mut wt = Vec::new();
-        let wt_rows: Vec<f32> = w.t().iter().copied().collect();
-        kernel::pad_rows(&wt_rows, w.nrows(), &mut wt);
         Dense {
-            wt,
+            wt: kernel::output_major(w),
             b: b.iter().copied().collect(),
             inputs: w.nrows(),
         }
