@@ -39,9 +39,25 @@ pub(crate) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
 /// Weights `w` (inputs × outputs, the wire's layout) as the kernels keep them: outputs ×
 /// inputs, rows padded.
 pub(crate) fn output_major(w: ndarray::ArrayView2<f32>) -> Vec<f32> {
-    let rows: Vec<f32> = w.t().iter().copied().collect();
-    let mut out = Vec::new();
-    pad_rows(&rows, w.nrows(), &mut out);
+    let (k, m) = w.dim();
+    let kp = padded(k);
+    let mut out = vec![0.0; m * kp];
+    match w.as_slice() {
+        // The usual case: a standard-layout array, read row by row (ndarray's strided
+        // iterator over the transpose costs more than the copy).
+        Some(flat) => {
+            for (i, row) in flat.chunks_exact(m.max(1)).enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    out[j * kp + i] = *v;
+                }
+            }
+        }
+        None => {
+            for ((i, j), v) in w.indexed_iter() {
+                out[j * kp + i] = *v;
+            }
+        }
+    }
     out
 }
 
@@ -327,6 +343,20 @@ mod tests {
             let eb: f32 = (0..n).map(|i| g[i * mp + j]).sum();
             assert!((b2[j] - (b[j] - 0.5 * eb)).abs() < 1e-4);
         }
+    }
+
+    #[test]
+    fn output_major_transposes_any_layout_and_pads() {
+        let w = ndarray::Array2::from_shape_fn((3, 2), |(i, j)| (10 * i + j) as f32);
+        let expected = [0.0, 10.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 11.0, 21.0];
+        let got = output_major(w.view());
+        assert_eq!(got.len(), 2 * LANES);
+        assert_eq!(&got[..11], &expected);
+        assert!(got[11..].iter().all(|v| *v == 0.0));
+        // A column-major array holds the same matrix.
+        let f = w.t().as_standard_layout().into_owned().reversed_axes();
+        assert!(f.as_slice().is_none());
+        assert_eq!(output_major(f.view()), got);
     }
 
     fn bits(v: &[f32]) -> Vec<u32> {

@@ -8,20 +8,22 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::cache::DataCache;
 use super::config::Profile;
 use super::events::{client_name, Actor, SimEvent};
 use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, TransformChain};
-use crate::learn::{ClientData, DataGen, ModelKind, Params, TrainConfig};
+use crate::learn::{ClientData, ModelKind, Params, TrainConfig};
 use crate::rng::{self, NONE};
 
 /// What every client shares.
 pub(crate) struct ClientCommon {
     pub seed: u64,
     pub model: ModelKind,
-    pub data: DataGen,
+    /// Every client's data, generated once (perhaps ahead of time, see [`DataCache`]).
+    pub data: Arc<DataCache>,
     pub training: TrainConfig,
     pub heart_beat_interval: Micros,
     /// The model's tensors, to check what arrives.
@@ -50,7 +52,6 @@ pub(crate) struct Client {
     /// Bumped by dropouts, so timers set before one are ignored after it.
     epoch: u64,
     slow_epoch: u64,
-    data: Option<Arc<ClientData>>,
     per_sample_us: Option<f64>,
     best: Option<Params>,
     pending: Option<Bytes>,
@@ -79,7 +80,6 @@ impl Client {
             token: None,
             epoch: 0,
             slow_epoch: 0,
-            data: None,
             per_sample_us: None,
             best: None,
             pending: None,
@@ -134,7 +134,7 @@ impl Client {
     }
 
     fn register(&mut self) {
-        let samples = self.common.data.sample_count(u64::from(self.id));
+        let samples = self.common.data.gen().sample_count(u64::from(self.id));
         let login = pb::ClientLogin {
             client_id: client_name(self.id),
             token: String::new(),
@@ -333,12 +333,8 @@ impl Client {
         }
     }
 
-    fn data(&mut self) -> Arc<ClientData> {
-        let id = u64::from(self.id);
-        let common = &self.common;
-        self.data
-            .get_or_insert_with(|| Arc::new(common.data.client_data(id)))
-            .clone()
+    fn data(&self) -> Arc<ClientData> {
+        self.common.data.get(self.id)
     }
 
     async fn on_train(&mut self, task: pb::CurrentTask, bytes: usize) {
@@ -363,9 +359,7 @@ impl Client {
                 return self.ask_for_task();
             }
         };
-        let (data, params, loss) =
-            train(self.common.clone(), self.id, self.data.clone(), global).await;
-        self.data = Some(data.clone());
+        let (data, params, loss) = train(self.common.clone(), self.id, global).await;
         let n_iter = (data.train.len() * self.common.training.local_epochs) as i64;
         let encoded = match self.chain.encode(params.to_model_data()) {
             Ok(md) => md,
@@ -491,7 +485,6 @@ impl Client {
 async fn train(
     common: Arc<ClientCommon>,
     id: u32,
-    cached: Option<Arc<ClientData>>,
     global: Params,
 ) -> (Arc<ClientData>, Params, f64) {
     let threads = common.threads;
@@ -501,7 +494,7 @@ async fn train(
     // otherwise sit idle waiting for the pool.
     let offload = threads > 1 && !(id as usize).is_multiple_of(threads);
     let work = move || {
-        let data = cached.unwrap_or_else(|| Arc::new(common.data.client_data(u64::from(id))));
+        let data = common.data.get(id);
         let mut p = global.clone();
         let loss = common
             .model

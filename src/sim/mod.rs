@@ -7,6 +7,7 @@
 //! - `network`: latency, bandwidth, loss and corruption per client link.
 //! - `world`: virtual time, delivery order, fault injection.
 //! - `server`, `client`: the two sides of the Clara protocol.
+//! - `cache`: clients' data, generated once, perhaps ahead of time on an idle thread.
 //! - [`events`]: event records, the event bus and its handlers.
 //! - [`log`]: a finished run's event log and queries over it.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod events;
 pub mod log;
 
+mod cache;
 mod client;
 mod network;
 mod port;
@@ -44,6 +46,7 @@ use crate::fed_learn::{
 };
 use crate::learn::{Metrics, Params};
 use crate::rng::{self, NONE};
+use cache::DataCache;
 use client::{Client, ClientCommon};
 use events::EventBus;
 use port::{Port, Shared};
@@ -202,6 +205,13 @@ impl Simulation {
         );
         let mut inboxes = vec![None];
 
+        let cache = Arc::new(DataCache::new(data.clone(), cfg.profiles.len()));
+        // With threads to spare, next round's clients get their data generated while the
+        // runtime thread works through the server's side of the round.
+        let prefetch = (cfg.threads > 1).then(|| {
+            let cache = cache.clone();
+            Box::new(move |clients| cache.prefetch(clients)) as server::Lookahead
+        });
         let (tx, rx) = mpsc::unbounded_channel();
         inboxes.push(Some(tx));
         let setup = ServerSetup {
@@ -212,6 +222,7 @@ impl Simulation {
             model: cfg.model,
             global: template.clone(),
             test: data.global_test(u64::from(cfg.initial_clients.max(1))),
+            lookahead: prefetch,
         };
         let server = Server::new(Port::new(Actor::Server, rx, shared.clone()), setup);
         let server = tokio::spawn(server.run());
@@ -219,7 +230,7 @@ impl Simulation {
         let common = Arc::new(ClientCommon {
             seed: cfg.seed,
             model: cfg.model,
-            data: data.clone(),
+            data: cache,
             training: cfg.training,
             heart_beat_interval: cfg.server.heart_beat_interval.max(1),
             template: template.clone(),

@@ -79,7 +79,14 @@ pub(crate) struct ServerSetup {
     pub model: ModelKind,
     pub global: Params,
     pub test: Dataset,
+    /// Told which clients the server expects to select next round, once the current round's
+    /// first contribution is in, so the simulator can prepare them off the critical path.
+    /// Nothing it does may change a result.
+    pub lookahead: Option<Lookahead>,
 }
+
+/// See [`ServerSetup::lookahead`].
+pub(crate) type Lookahead = Box<dyn FnMut(Vec<u32>) + Send>;
 
 struct Registered {
     token: String,
@@ -124,6 +131,7 @@ pub(crate) struct Server {
     global: Params,
     global_md: Arc<ModelData>,
     test: Dataset,
+    lookahead: Option<Lookahead>,
     clients: BTreeMap<u32, Registered>,
     tokens: HashMap<String, u32>,
     deadlines: BTreeSet<(Micros, u32)>,
@@ -172,6 +180,7 @@ impl Server {
             global: s.global,
             global_md,
             test: s.test,
+            lookahead: s.lookahead,
             clients: BTreeMap::new(),
             tokens: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -482,6 +491,17 @@ impl Server {
         live.into_iter().collect()
     }
 
+    /// Tells the lookahead whom round `r` would select if the live clients stay as they are.
+    fn look_ahead(&mut self, r: u32) {
+        if r >= self.cfg.num_rounds || self.lookahead.is_none() {
+            return;
+        }
+        let expected = self.sample(r).into_iter().collect();
+        if let Some(f) = &mut self.lookahead {
+            f(expected);
+        }
+    }
+
     fn meta(&self, r: u32) -> pb::MetaData {
         let now = self.port.now();
         pb::MetaData {
@@ -635,6 +655,10 @@ impl Server {
                     train_loss,
                 },
             );
+            if open.updates.len() == 1 {
+                let r = open.r;
+                self.look_ahead(r + 1);
+            }
         }
         self.check_progress();
     }
@@ -661,9 +685,12 @@ impl Server {
     fn check_progress(&mut self) {
         match &mut self.phase {
             Phase::Training(open) => {
+                // Contributions arrive in client-id order, so the highest ids are the likeliest
+                // to be missing: checking them first keeps this O(1) per contribution.
                 let all_in = open
                     .selected
                     .iter()
+                    .rev()
                     .filter(|c| self.clients.contains_key(c))
                     .all(|c| open.updates.contains_key(c));
                 if all_in {

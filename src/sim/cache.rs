@@ -1,0 +1,73 @@
+//! Clients' data, generated at most once per client by whichever thread asks first.
+//!
+//! A client's data is a pure function of (seed, client), so it does not matter who generates
+//! it or when: the results are the same bits. That lets the simulator generate the data of
+//! clients it expects to train next on an idle blocking thread ([`DataCache::prefetch`])
+//! while the runtime thread is busy with the server's side of a round, instead of on the
+//! critical path when their training starts.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::learn::{ClientData, DataGen};
+
+/// One slot per client, filled on first use.
+pub(crate) struct DataCache {
+    gen: DataGen,
+    slots: Vec<OnceLock<Arc<ClientData>>>,
+}
+
+impl DataCache {
+    /// An empty cache for clients `0..clients`.
+    pub fn new(gen: DataGen, clients: usize) -> Self {
+        DataCache {
+            gen,
+            slots: (0..clients).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The generator behind the cache.
+    pub fn gen(&self) -> &DataGen {
+        &self.gen
+    }
+
+    /// Client `client`'s data: generated now if nobody has, or waited for if another thread
+    /// is generating it.
+    pub fn get(&self, client: u32) -> Arc<ClientData> {
+        let make = || Arc::new(self.gen.client_data(u64::from(client)));
+        match self.slots.get(client as usize) {
+            Some(slot) => slot.get_or_init(make).clone(),
+            None => make(),
+        }
+    }
+
+    /// Generates the data of `clients` that nobody has generated yet, on the blocking pool, so
+    /// that it is ready when they train. Results never depend on whether this runs.
+    pub fn prefetch(self: &Arc<Self>, clients: Vec<u32>) {
+        let cache = self.clone();
+        // The join handle is dropped: nobody waits for the prefetch, only for the data.
+        drop(tokio::task::spawn_blocking(move || {
+            for c in clients {
+                cache.get(c);
+            }
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::learn::DataSpec;
+
+    #[tokio::test(start_paused = true)]
+    async fn prefetched_data_is_the_data_a_client_would_generate() {
+        let gen = DataSpec::w1().generator(7);
+        let cache = Arc::new(DataCache::new(gen.clone(), 4));
+        cache.prefetch(vec![1, 3]);
+        for c in 0..4u32 {
+            assert_eq!(*cache.get(c), gen.client_data(u64::from(c)));
+        }
+        // The same slot is returned every time, and clients past the end still get data.
+        assert!(Arc::ptr_eq(&cache.get(1), &cache.get(1)));
+        assert_eq!(*cache.get(9), gen.client_data(9));
+    }
+}
