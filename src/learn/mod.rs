@@ -8,4 +8,4 @@ pub mod model;
 mod net;
 
 pub use data::{ClientData, DataGen, DataSpec, Dataset, Generator, Targets};
-pub use model::{zeros_like, Metrics, ModelKind, Params, TrainConfig};
+pub use model::{zeros_like, Evaluator, Metrics, ModelKind, Params, PartScore, TrainConfig};

@@ -212,23 +212,68 @@ impl ModelKind {
 
     /// Loss and accuracy of `params` on `data`.
     pub fn evaluate(&self, params: &Params, data: &Dataset) -> Metrics {
-        /// Rows per forward pass: bounds the scratch space on large test sets.
-        const CHUNK: usize = 512;
-        if data.is_empty() {
+        let e = Evaluator::new(params);
+        let scores = Evaluator::parts(data.len()).map(|rows| e.score(data, rows));
+        Evaluator::combine(data, scores)
+    }
+}
+
+/// Evaluation in parts, so that the parts can run on several threads: score every range of
+/// [`Evaluator::parts`], in any order and anywhere, then [`Evaluator::combine`] the scores in
+/// order. The result is the same bits as [`ModelKind::evaluate`]'s.
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    net: Net,
+}
+
+/// The summed loss and the hits of one part of an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartScore {
+    loss: f64,
+    hits: usize,
+}
+
+impl Evaluator {
+    /// Rows per part: bounds the scratch space on large test sets.
+    const PART: usize = 512;
+
+    /// An evaluator of `params`.
+    pub fn new(params: &Params) -> Self {
+        Evaluator {
+            net: Net::from_params(params),
+        }
+    }
+
+    /// The row ranges of a dataset of `n` rows.
+    pub fn parts(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+        (0..n)
+            .step_by(Self::PART)
+            .map(move |start| start..(start + Self::PART).min(n))
+    }
+
+    /// Scores rows `rows` of `data`.
+    pub fn score(&self, data: &Dataset, rows: std::ops::Range<usize>) -> PartScore {
+        let d = data.x.ncols();
+        let x = data.x.slice(ndarray::s![rows.clone(), ..]);
+        let x = x.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let y = data.targets(rows.start, rows.end);
+        let (loss, hits) = self
+            .net
+            .score(&x[..rows.len() * d], y, &mut Scratch::default());
+        PartScore { loss, hits }
+    }
+
+    /// The metrics of `data` from its parts' scores, in part order.
+    pub fn combine(data: &Dataset, scores: impl IntoIterator<Item = PartScore>) -> Metrics {
+        let n = data.len();
+        if n == 0 {
             return Metrics::default();
         }
-        let net = Net::from_params(params);
-        let x = data.x.as_standard_layout();
-        let x = x.as_slice().expect("standard layout");
-        let (n, d) = data.x.dim();
-        let mut scratch = Scratch::default();
         let (mut loss, mut hits) = (0.0, 0usize);
-        for start in (0..n).step_by(CHUNK) {
-            let end = (start + CHUNK).min(n);
-            let y = data.targets(start, end);
-            let (l, h) = net.score(&x[start * d..end * d], y, &mut scratch);
-            loss += l;
-            hits += h;
+        for s in scores {
+            loss += s.loss;
+            hits += s.hits;
         }
         let accuracy = match &data.y {
             Targets::Classes(_) => hits as f64 / n as f64,

@@ -2,12 +2,13 @@
 //!
 //! A client's data is a pure function of (seed, client), so it does not matter who generates
 //! it or when: the results are the same bits. That lets the simulator generate the data of
-//! clients it expects to train next on an idle blocking thread ([`DataCache::prefetch`])
+//! clients it expects to train next in the [`Pool`] ([`DataCache::prefetch`])
 //! while the runtime thread is busy with the server's side of a round, instead of on the
 //! critical path when their training starts.
 
 use std::sync::{Arc, OnceLock};
 
+use super::pool::Pool;
 use crate::learn::{ClientData, DataGen};
 
 /// One slot per client, filled on first use.
@@ -40,16 +41,15 @@ impl DataCache {
         }
     }
 
-    /// Generates the data of `clients` that nobody has generated yet, on the blocking pool, so
-    /// that it is ready when they train. Results never depend on whether this runs.
-    pub fn prefetch(self: &Arc<Self>, clients: Vec<u32>) {
-        let cache = self.clone();
-        // The join handle is dropped: nobody waits for the prefetch, only for the data.
-        drop(tokio::task::spawn_blocking(move || {
-            for c in clients {
+    /// Queues the generation of `clients`' data in `pool`, so that it is ready when they
+    /// train. Results never depend on whether or when this runs.
+    pub fn prefetch(self: &Arc<Self>, pool: &Arc<Pool>, clients: Vec<u32>) {
+        for c in clients {
+            let cache = self.clone();
+            pool.spawn(move || {
                 cache.get(c);
-            }
-        }));
+            });
+        }
     }
 }
 
@@ -62,7 +62,7 @@ mod tests {
     async fn prefetched_data_is_the_data_a_client_would_generate() {
         let gen = DataSpec::w1().generator(7);
         let cache = Arc::new(DataCache::new(gen.clone(), 4));
-        cache.prefetch(vec![1, 3]);
+        cache.prefetch(&Pool::new(2), vec![1, 3]);
         for c in 0..4u32 {
             assert_eq!(*cache.get(c), gen.client_data(u64::from(c)));
         }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::cache::DataCache;
 use super::config::Profile;
 use super::events::{client_name, Actor, SimEvent};
+use super::pool::Pool;
 use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
@@ -28,8 +29,8 @@ pub(crate) struct ClientCommon {
     pub heart_beat_interval: Micros,
     /// The model's tensors, to check what arrives.
     pub template: Params,
-    /// More than 1: train on the blocking pool.
-    pub threads: usize,
+    /// Where local updates run.
+    pub pool: Arc<Pool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,39 +346,52 @@ impl Client {
             EventType::ReceiveModel,
             vec![("bytes", bytes.into())],
         );
-        let Some(md) = self.decode(task.data) else {
-            return self.ask_for_task();
-        };
-        let global = match Params::from_model_data(&md, &self.common.template) {
-            Ok(p) => p,
-            Err(err) => {
+        let (common, id) = (self.common.clone(), self.id);
+        let mut chain = std::mem::take(&mut self.chain);
+        let model = task.data.unwrap_or_default();
+        let (chain, outcome) = self
+            .common
+            .pool
+            .run(move || {
+                let outcome = local_update(&common, id, &mut chain, model);
+                (chain, outcome)
+            })
+            .await;
+        self.chain = chain;
+        let done = match outcome {
+            Ok(done) => done,
+            Err(failed) => {
+                // A transform failure is the message's, before any round is read from it.
+                let (round, err) = match failed {
+                    Failed::Transform(e) => (None, e),
+                    Failed::Tensors(e) => (Some(r), e),
+                };
                 self.emit(
-                    Some(r),
+                    round,
                     SimEvent::MessageCorrupted,
-                    vec![("error", err.to_string().into())],
+                    vec![("error", err.into())],
                 );
                 return self.ask_for_task();
             }
         };
-        let (data, params, loss) = train(self.common.clone(), self.id, global).await;
-        let n_iter = (data.train.len() * self.common.training.local_epochs) as i64;
-        let encoded = match self.chain.encode(params.to_model_data()) {
-            Ok(md) => md,
-            Err(_) => return,
+        let Some(encoded) = done.encoded else {
+            return;
         };
-        self.best = Some(params);
+        self.best = Some(done.params);
         let c = pb::Contribution {
             client: Some(self.state_msg()),
-            n_iter,
+            n_iter: done.n_iter,
             r#type: "train".into(),
             meta_data: Some(meta),
             data: Some(encoded),
             task_name: "train".into(),
-            metrics: [("train_loss".to_string(), loss)].into_iter().collect(),
+            metrics: [("train_loss".to_string(), done.loss)]
+                .into_iter()
+                .collect(),
         };
         let msg = wire::request(&mut self.ids, Method::SubmitUpdate, types::CONTRIBUTION, &c);
         self.pending = Some(wire::frame(&msg));
-        let busy = self.compute_time(r, n_iter as f64) + self.late.take().unwrap_or(0);
+        let busy = self.compute_time(r, done.n_iter as f64) + self.late.take().unwrap_or(0);
         self.port.timer(
             busy,
             Timer::TrainingDone {
@@ -479,33 +493,47 @@ impl Client {
     }
 }
 
-/// Local training from `global` on the client's data (generated first if this is its first
-/// round): on this thread, or on the blocking pool (`threads - 1` threads), which keeps the paused
-/// clock still while it runs. The result is the same either way.
-async fn train(
-    common: Arc<ClientCommon>,
+/// A local update that went wrong before training.
+enum Failed {
+    /// The transformer chain could not undo the server's encoding.
+    Transform(String),
+    /// The tensors were not the model's.
+    Tensors(String),
+}
+
+/// What a local update produced.
+struct Trained {
+    n_iter: i64,
+    params: Params,
+    loss: f64,
+    /// The trained model through the transformer chain (`None` if the chain failed).
+    encoded: Option<ModelData>,
+}
+
+/// The heavy half of a round for one client, run in the [`Pool`](super::pool::Pool): decode the
+/// global model, train on the client's data (generated first if nobody has yet), and encode the
+/// result. It depends only on its inputs, so it gives the same bits on any thread.
+fn local_update(
+    common: &ClientCommon,
     id: u32,
-    global: Params,
-) -> (Arc<ClientData>, Params, f64) {
-    let threads = common.threads;
-    // With N threads, one client in N trains right here on the runtime thread while the
-    // others' training runs on a pool of N - 1 blocking threads. Training happens in steps of
-    // its own (all models delivered, then all trained), during which the runtime thread would
-    // otherwise sit idle waiting for the pool.
-    let offload = threads > 1 && !(id as usize).is_multiple_of(threads);
-    let work = move || {
-        let data = common.data.get(id);
-        let mut p = global.clone();
-        let loss = common
-            .model
-            .train(&mut p, &data.train, &common.training, &global);
-        (data, p, loss)
-    };
-    if offload {
-        tokio::task::spawn_blocking(work)
-            .await
-            .expect("training does not panic")
-    } else {
-        work()
-    }
+    chain: &mut TransformChain,
+    model: ModelData,
+) -> Result<Trained, Failed> {
+    let md = chain
+        .decode(model)
+        .map_err(|e| Failed::Transform(e.to_string()))?;
+    let global = Params::from_model_data(&md, &common.template)
+        .map_err(|e| Failed::Tensors(e.to_string()))?;
+    let data = common.data.get(id);
+    let mut params = global.clone();
+    let loss = common
+        .model
+        .train(&mut params, &data.train, &common.training, &global);
+    let encoded = chain.encode(params.to_model_data()).ok();
+    Ok(Trained {
+        n_iter: (data.train.len() * common.training.local_epochs) as i64,
+        params,
+        loss,
+        encoded,
+    })
 }

@@ -7,7 +7,8 @@
 //! - `network`: latency, bandwidth, loss and corruption per client link.
 //! - `world`: virtual time, delivery order, fault injection.
 //! - `server`, `client`: the two sides of the Clara protocol.
-//! - `cache`: clients' data, generated once, perhaps ahead of time on an idle thread.
+//! - `cache`: clients' data, generated once, perhaps ahead of time.
+//! - `pool`: the threads that share training, data generation and evaluation.
 //! - [`events`]: event records, the event bus and its handlers.
 //! - [`log`]: a finished run's event log and queries over it.
 
@@ -18,6 +19,7 @@ pub mod log;
 mod cache;
 mod client;
 mod network;
+mod pool;
 mod port;
 mod server;
 mod wire;
@@ -49,6 +51,7 @@ use crate::rng::{self, NONE};
 use cache::DataCache;
 use client::{Client, ClientCommon};
 use events::EventBus;
+use pool::Pool;
 use port::{Port, Shared};
 use server::{Server, ServerSetup};
 use world::World;
@@ -208,9 +211,10 @@ impl Simulation {
         let cache = Arc::new(DataCache::new(data.clone(), cfg.profiles.len()));
         // With threads to spare, next round's clients get their data generated while the
         // runtime thread works through the server's side of the round.
-        let prefetch = (cfg.threads > 1).then(|| {
-            let cache = cache.clone();
-            Box::new(move |clients| cache.prefetch(clients)) as server::Lookahead
+        let pool = Pool::new(cfg.threads);
+        let prefetch = pool.is_parallel().then(|| {
+            let (cache, pool) = (cache.clone(), pool.clone());
+            Box::new(move |clients| cache.prefetch(&pool, clients)) as server::Lookahead
         });
         let (tx, rx) = mpsc::unbounded_channel();
         inboxes.push(Some(tx));
@@ -219,9 +223,9 @@ impl Simulation {
             seed: cfg.seed,
             chain: chain(&cfg, 0),
             aggregator,
-            model: cfg.model,
             global: template.clone(),
-            test: data.global_test(u64::from(cfg.initial_clients.max(1))),
+            test: Arc::new(data.global_test(u64::from(cfg.initial_clients.max(1)))),
+            pool: pool.clone(),
             lookahead: prefetch,
         };
         let server = Server::new(Port::new(Actor::Server, rx, shared.clone()), setup);
@@ -234,7 +238,7 @@ impl Simulation {
             training: cfg.training,
             heart_beat_interval: cfg.server.heart_beat_interval.max(1),
             template: template.clone(),
-            threads: cfg.threads,
+            pool: pool.clone(),
         });
         for (id, profile) in cfg.profiles.iter().enumerate() {
             let id = id as u32;

@@ -13,12 +13,13 @@ use cross_site::CrossSite;
 
 use super::config::ServerConfig;
 use super::events::{Actor, SimEvent};
+use super::pool::Pool;
 use super::port::{Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::aggregate::{Aggregator, Update};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, TransformChain};
-use crate::learn::{Dataset, ModelKind, Params};
+use crate::learn::{Dataset, Evaluator, Metrics, Params};
 use crate::rng::{self, NONE};
 
 /// One row of `rounds.csv`, as the server sees the round.
@@ -76,9 +77,10 @@ pub(crate) struct ServerSetup {
     pub seed: u64,
     pub chain: TransformChain,
     pub aggregator: Box<dyn Aggregator>,
-    pub model: ModelKind,
     pub global: Params,
-    pub test: Dataset,
+    pub test: Arc<Dataset>,
+    /// Where evaluation runs.
+    pub pool: Arc<Pool>,
     /// Told which clients the server expects to select next round, once the current round's
     /// first contribution is in, so the simulator can prepare them off the critical path.
     /// Nothing it does may change a result.
@@ -127,10 +129,10 @@ pub(crate) struct Server {
     ids: MessageIds,
     chain: TransformChain,
     aggregator: Box<dyn Aggregator>,
-    model: ModelKind,
     global: Params,
     global_md: Arc<ModelData>,
-    test: Dataset,
+    test: Arc<Dataset>,
+    pool: Arc<Pool>,
     lookahead: Option<Lookahead>,
     clients: BTreeMap<u32, Registered>,
     tokens: HashMap<String, u32>,
@@ -176,10 +178,10 @@ impl Server {
             seed: s.seed,
             chain: s.chain,
             aggregator: s.aggregator,
-            model: s.model,
             global: s.global,
             global_md,
             test: s.test,
+            pool: s.pool,
             lookahead: s.lookahead,
             clients: BTreeMap::new(),
             tokens: HashMap::new(),
@@ -206,7 +208,7 @@ impl Server {
             self.handle(e);
         }
         ServerOutcome {
-            final_metrics: self.model.evaluate(&self.global, &self.test),
+            final_metrics: self.evaluate(),
             rounds: self.rounds,
             global: self.global,
             cross_site: self.cross_site,
@@ -745,7 +747,7 @@ impl Server {
             detail,
             Some(self.global_md.clone()),
         );
-        let m = self.model.evaluate(&self.global, &self.test);
+        let m = self.evaluate();
         let weight: f64 = open.updates.values().map(|a| a.weight).sum();
         let train_loss = if weight > 0.0 {
             open.updates
@@ -785,6 +787,18 @@ impl Server {
         } else {
             self.port.timer(self.give_up_after(), Timer::StartDeadline);
         }
+    }
+
+    /// The global model's metrics on the test set, its parts scored in the pool.
+    fn evaluate(&self) -> Metrics {
+        let e = Arc::new(Evaluator::new(&self.global));
+        let jobs = Evaluator::parts(self.test.len())
+            .map(|rows| {
+                let (e, test) = (e.clone(), self.test.clone());
+                move || e.score(&test, rows)
+            })
+            .collect();
+        Evaluator::combine(&self.test, self.pool.run_all(jobs))
     }
 
     fn finish(&mut self, reason: &'static str) {

@@ -1,0 +1,179 @@
+//! A work-sharing pool for the simulation's heavy, independent jobs: local training, data
+//! generation, evaluation.
+//!
+//! Jobs wait in one FIFO queue. Up to `threads - 1` workers on tokio's blocking pool take jobs
+//! from it, and so does the runtime thread whenever a task waits for a job's result ([`Pool::run`],
+//! [`Pool::run_all`]): instead of idling, it runs queued jobs itself. So both cores stay busy
+//! whichever side of a round has more to do.
+//!
+//! This keeps DESIGN.md §2: work leaves the runtime thread only through `spawn_blocking`, which
+//! holds the paused clock still while it runs, or runs on the runtime thread while it blocks.
+//! A job's result never depends on which thread ran it, only on its inputs, so results are the
+//! same for any number of threads.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The queue and how many workers are draining it.
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    active: usize,
+}
+
+/// See the module docs.
+pub(crate) struct Pool {
+    queue: Mutex<Queue>,
+    /// Most workers on the blocking pool at once: `threads - 1`.
+    workers: usize,
+}
+
+impl Pool {
+    /// A pool for `threads` threads in all, the runtime thread included. With 1 thread every
+    /// job runs inline, at once.
+    pub fn new(threads: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            queue: Mutex::default(),
+            workers: threads.saturating_sub(1),
+        })
+    }
+
+    /// True when jobs can run on another thread.
+    pub fn is_parallel(&self) -> bool {
+        self.workers > 0
+    }
+
+    /// Queues a job, waking a worker if one is free. A job that panics is dropped with its
+    /// result sender, so its owner sees the failure and nobody else does.
+    fn push(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
+        let job: Job = Box::new(move || {
+            let _ = catch_unwind(AssertUnwindSafe(job));
+        });
+        let mut q = self.queue.lock().expect("pool lock");
+        q.jobs.push_back(job);
+        if q.active < self.workers {
+            q.active += 1;
+            let pool = self.clone();
+            drop(tokio::task::spawn_blocking(move || pool.drain(true)));
+        }
+    }
+
+    /// Runs queued jobs until there are none; a worker then retires (under the same lock a
+    /// push takes, so no job is left without a worker that would have taken it).
+    fn drain(&self, worker: bool) {
+        loop {
+            let job = {
+                let mut q = self.queue.lock().expect("pool lock");
+                match q.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        if worker {
+                            q.active -= 1;
+                        }
+                        return;
+                    }
+                }
+            };
+            job();
+        }
+    }
+
+    /// Queues `f` without waiting for it.
+    pub fn spawn(self: &Arc<Self>, f: impl FnOnce() + Send + 'static) {
+        if self.is_parallel() {
+            self.push(f);
+        } else {
+            f();
+        }
+    }
+
+    /// Runs `f` in the pool and waits for its result. Before waiting, the task lets the other
+    /// tasks of this step queue their jobs, then helps run the queue.
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        if !self.is_parallel() {
+            return f();
+        }
+        let (tx, rx) = oneshot::channel();
+        self.push(move || {
+            let _ = tx.send(f());
+        });
+        tokio::task::yield_now().await;
+        self.drain(false);
+        rx.await.expect("a pool job panicked")
+    }
+
+    /// Runs every job of `jobs` in the pool, helping on this thread, and returns their results
+    /// in order. Blocks the runtime thread until the last one is done.
+    pub fn run_all<T: Send + 'static>(
+        self: &Arc<Self>,
+        jobs: Vec<impl FnOnce() -> T + Send + 'static>,
+    ) -> Vec<T> {
+        if !self.is_parallel() {
+            return jobs.into_iter().map(|f| f()).collect();
+        }
+        let n = jobs.len();
+        let (tx, rx) = mpsc::channel();
+        for (i, f) in jobs.into_iter().enumerate() {
+            let tx = tx.clone();
+            self.push(move || {
+                let _ = tx.send((i, f()));
+            });
+        }
+        drop(tx);
+        self.drain(false);
+        let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+        for (i, v) in rx.iter() {
+            out[i] = Some(v);
+        }
+        out.into_iter()
+            .map(|v| v.expect("a pool job panicked"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn results_come_back_in_order_whoever_runs_the_jobs() {
+        for threads in [1, 2, 4] {
+            let pool = Pool::new(threads);
+            let squares = pool.run_all((0..50u64).map(|i| move || i * i).collect());
+            assert_eq!(squares, (0..50u64).map(|i| i * i).collect::<Vec<_>>());
+            let tasks: Vec<_> = (0..20u64)
+                .map(|i| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move { pool.run(move || i + 1).await })
+                })
+                .collect();
+            for (i, t) in tasks.into_iter().enumerate() {
+                assert_eq!(t.await.unwrap(), i as u64 + 1);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_job_fails_only_its_owner() {
+        let pool = Pool::new(2);
+        let bad = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(|| -> u32 { panic!("boom") }).await })
+        };
+        let good = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(|| 7u32).await })
+        };
+        assert!(bad.await.is_err());
+        assert_eq!(good.await.unwrap(), 7);
+        assert_eq!(pool.run(|| 8u32).await, 8);
+    }
+}
