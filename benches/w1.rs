@@ -9,6 +9,10 @@ use std::io::Write;
 
 use fedsim::{SimConfig, Simulation};
 
+/// The allocator the `fedsim` binary uses, so the figure is the one users get.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Counts the bytes of the event log, so the log is really serialised but not stored.
 struct CountingSink(u64);
 
