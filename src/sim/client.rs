@@ -348,13 +348,20 @@ impl Client {
         );
         let (common, id) = (self.common.clone(), self.id);
         let mut chain = std::mem::take(&mut self.chain);
+        // The job draws the contribution's message id from a copy of the client's generator,
+        // which replaces the client's own only if the contribution is made.
+        let mut ids = self.ids.clone();
         let model = task.data.unwrap_or_default();
-        let (chain, outcome) = self
+        let reply = Reply {
+            client: self.state_msg(),
+            meta,
+        };
+        let (chain, ids, outcome) = self
             .common
             .pool
             .run(move || {
-                let outcome = local_update(&common, id, &mut chain, model);
-                (chain, outcome)
+                let outcome = local_update(&common, id, &mut chain, &mut ids, model, reply);
+                (chain, ids, outcome)
             })
             .await;
         self.chain = chain;
@@ -374,23 +381,12 @@ impl Client {
                 return self.ask_for_task();
             }
         };
-        let Some(encoded) = done.encoded else {
+        let Some(frame) = done.frame else {
             return;
         };
+        self.ids = ids;
         self.best = Some(done.params);
-        let c = pb::Contribution {
-            client: Some(self.state_msg()),
-            n_iter: done.n_iter,
-            r#type: "train".into(),
-            meta_data: Some(meta),
-            data: Some(encoded),
-            task_name: "train".into(),
-            metrics: [("train_loss".to_string(), done.loss)]
-                .into_iter()
-                .collect(),
-        };
-        let msg = wire::request(&mut self.ids, Method::SubmitUpdate, types::CONTRIBUTION, &c);
-        self.pending = Some(wire::frame(&msg));
+        self.pending = Some(frame);
         let busy = self.compute_time(r, done.n_iter as f64) + self.late.take().unwrap_or(0);
         self.port.timer(
             busy,
@@ -501,23 +497,31 @@ enum Failed {
     Tensors(String),
 }
 
+/// What a contribution says besides the model: who sends it, for which round.
+struct Reply {
+    client: pb::ClientState,
+    meta: pb::MetaData,
+}
+
 /// What a local update produced.
 struct Trained {
     n_iter: i64,
     params: Params,
-    loss: f64,
-    /// The trained model through the transformer chain (`None` if the chain failed).
-    encoded: Option<ModelData>,
+    /// The framed contribution (`None` if the transformer chain failed to encode it).
+    frame: Option<Bytes>,
 }
 
 /// The heavy half of a round for one client, run in the [`Pool`](super::pool::Pool): decode the
-/// global model, train on the client's data (generated first if nobody has yet), and encode the
-/// result. It depends only on its inputs, so it gives the same bits on any thread.
+/// global model, train on the client's data (generated first if nobody has yet), and encode and
+/// frame the contribution. It depends only on its inputs, so it gives the same bits on any
+/// thread.
 fn local_update(
     common: &ClientCommon,
     id: u32,
     chain: &mut TransformChain,
+    ids: &mut MessageIds,
     model: ModelData,
+    reply: Reply,
 ) -> Result<Trained, Failed> {
     let md = chain
         .decode(model)
@@ -529,11 +533,27 @@ fn local_update(
     let loss = common
         .model
         .train(&mut params, &data.train, &common.training, &global);
-    let encoded = chain.encode(params.to_model_data()).ok();
+    let n_iter = (data.train.len() * common.training.local_epochs) as i64;
+    let frame = chain.encode(params.to_model_data()).ok().map(|encoded| {
+        let c = pb::Contribution {
+            client: Some(reply.client),
+            n_iter,
+            r#type: "train".into(),
+            meta_data: Some(reply.meta),
+            data: Some(encoded),
+            task_name: "train".into(),
+            metrics: [("train_loss".to_string(), loss)].into_iter().collect(),
+        };
+        wire::frame(&wire::request(
+            ids,
+            Method::SubmitUpdate,
+            types::CONTRIBUTION,
+            &c,
+        ))
+    });
     Ok(Trained {
-        n_iter: (data.train.len() * common.training.local_epochs) as i64,
+        n_iter,
         params,
-        loss,
-        encoded,
+        frame,
     })
 }
