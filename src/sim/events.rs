@@ -374,11 +374,13 @@ impl EventBus {
         }
     }
 
-    /// Flushes one step's events, sorted by actor then emission order, and returns them.
-    pub fn flush(&mut self, mut events: Vec<PendingEvent>) -> Vec<EventRecord> {
+    /// Logs one step's events, sorted by actor then emission order, leaving `events` empty
+    /// (its buffer is kept for the next step). Returns the rounds whose `_startRound` was among
+    /// them, for faults that a round's start triggers.
+    pub fn flush(&mut self, events: &mut Vec<PendingEvent>) -> Vec<Option<u32>> {
         events.sort_by_key(|e| e.order);
-        let mut out = Vec::with_capacity(events.len());
-        for mut e in events {
+        let mut started = Vec::new();
+        for mut e in events.drain(..) {
             e.record.seq = self.next_seq;
             self.next_seq += 1;
             *self.counts.entry(e.record.event).or_default() += 1;
@@ -395,12 +397,14 @@ impl EventBus {
                     self.sink_error.get_or_insert(err);
                 }
             }
-            out.push(e.record);
+            if e.record.event == EventName::Protocol(EventType::StartRound) {
+                started.push(e.record.round);
+            }
+            if self.keep {
+                self.kept.push(e.record);
+            }
         }
-        if self.keep {
-            self.kept.extend(out.iter().cloned());
-        }
-        out
+        started
     }
 
     /// Flushes the sink at the end of the run.

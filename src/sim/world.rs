@@ -15,10 +15,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::config::{Action, Fault, Span, Trigger};
-use super::events::{Actor, Detail, EventBus, EventName, EventRecord, PendingEvent, SimEvent};
+use super::events::{Actor, Detail, EventBus, EventRecord, PendingEvent, SimEvent};
 use super::network::{Fate, Network};
-use super::port::{Control, EnvAction, Envelope, Micros, Payload, Shared, ENV};
-use crate::fed_learn::EventType;
+use super::port::{Control, EnvAction, Envelope, Micros, Outbox, Payload, Shared, ENV};
 
 /// Bytes that crossed the network during one round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,6 +76,8 @@ pub(crate) struct World {
     round: Option<u32>,
     pub traffic: BTreeMap<u32, Traffic>,
     origin: tokio::time::Instant,
+    /// Last step's emptied buffers, swapped into the outbox at the next collection.
+    spare: Outbox,
 }
 
 impl World {
@@ -100,6 +101,7 @@ impl World {
             round: None,
             traffic: BTreeMap::new(),
             origin: tokio::time::Instant::now(),
+            spare: Outbox::default(),
         }
     }
 
@@ -197,42 +199,40 @@ impl World {
 
     /// Takes what actors sent and logged in the last step.
     fn collect(&mut self) {
-        let (mut envelopes, events) = {
+        // The step's buffers are swapped for last step's emptied ones, so their capacity is
+        // reused instead of regrown every step.
+        let (mut envelopes, mut events) = (
+            std::mem::take(&mut self.spare.envelopes),
+            std::mem::take(&mut self.spare.events),
+        );
+        {
             let mut out = self.shared.outbox.lock().expect("outbox lock");
-            (
-                std::mem::take(&mut out.envelopes),
-                std::mem::take(&mut out.events),
-            )
-        };
-        let flushed = self.bus.flush(events);
-        self.react(&flushed);
+            std::mem::swap(&mut out.envelopes, &mut envelopes);
+            std::mem::swap(&mut out.events, &mut events);
+        }
+        let started = self.bus.flush(&mut events);
+        self.react(&started);
         envelopes.sort_by_key(|e| e.key());
-        for e in envelopes {
+        for e in envelopes.drain(..) {
             self.route(e);
         }
+        self.spare = Outbox { envelopes, events };
     }
 
     /// Round-triggered faults fire when their round starts.
-    fn react(&mut self, flushed: &[EventRecord]) {
-        for rec in flushed {
-            if rec.event == EventName::Protocol(EventType::StartRound) {
-                self.round = rec.round;
-                for item in rec
-                    .round
-                    .and_then(|r| self.by_round.remove(&r))
-                    .unwrap_or_default()
-                {
-                    match item {
-                        RoundItem::Fault(f) => self.apply(&f),
-                        RoundItem::DropoutEnd(c) => {
-                            self.control(c, self.now(), Control::DropoutEnd)
-                        }
-                        RoundItem::SlowEnd {
-                            client,
-                            device,
-                            link,
-                        } => self.slow_end(client, device, link),
-                    }
+    fn react(&mut self, started: &[Option<u32>]) {
+        for &round in started {
+            self.round = round;
+            let items = round.and_then(|r| self.by_round.remove(&r));
+            for item in items.unwrap_or_default() {
+                match item {
+                    RoundItem::Fault(f) => self.apply(&f),
+                    RoundItem::DropoutEnd(c) => self.control(c, self.now(), Control::DropoutEnd),
+                    RoundItem::SlowEnd {
+                        client,
+                        device,
+                        link,
+                    } => self.slow_end(client, device, link),
                 }
             }
         }
@@ -414,7 +414,7 @@ impl World {
             client: None,
             detail,
         };
-        self.bus.flush(vec![PendingEvent {
+        self.bus.flush(&mut vec![PendingEvent {
             record,
             order: (0, 0),
             model: None,
