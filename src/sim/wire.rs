@@ -4,10 +4,8 @@
 //! detected as corrupt instead of decoding into wrong numbers.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use prost::Message as _;
 
 use super::port::Method;
-use crate::fed_learn::pb;
 use crate::fed_learn::{FLCommunicationError, Message, MessageIds, MsgHeader, ReturnCode};
 
 /// The body type names written in `Message.body_type`.
@@ -35,33 +33,11 @@ impl Method {
 
 /// Frames a message: its admin.proto bytes and their CRC-32.
 pub(crate) fn frame(msg: &Message) -> Bytes {
-    let len = msg_len(msg);
-    let mut buf = BytesMut::with_capacity(len + 4);
-    encode_msg(msg, &mut buf);
+    let mut buf = BytesMut::with_capacity(msg.encoded_len() + 4);
+    msg.encode_to(&mut buf);
     let crc = crc32fast::hash(&buf);
     buf.put_u32_le(crc);
     buf.freeze()
-}
-
-fn msg_len(msg: &Message) -> usize {
-    // Cheap upper bound: the body dominates.
-    msg.body.len()
-        + msg.id.len()
-        + msg.topic.len()
-        + msg.body_type.len()
-        + 64 * (1 + msg.headers.len())
-}
-
-fn encode_msg(msg: &Message, buf: &mut BytesMut) {
-    pb::Message {
-        id: msg.id.clone(),
-        topic: msg.topic.clone(),
-        body_type: msg.body_type.clone(),
-        body: msg.body.clone(),
-        headers: msg.headers.clone(),
-    }
-    .encode(buf)
-    .expect("BytesMut grows as needed");
 }
 
 /// Checks and decodes a frame.
@@ -122,6 +98,7 @@ pub(crate) fn body<T: prost::Message + Default>(msg: &Message) -> Result<T, FLCo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fed_learn::pb;
     use crate::rng;
 
     #[test]
