@@ -28,11 +28,12 @@ pub(crate) fn padded(k: usize) -> usize {
 /// Copies rows of width `k` into rows of stride `padded(k)`, zero-filling the padding.
 pub(crate) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
     let kp = padded(k);
-    let n = x.len() / k.max(1);
     out.clear();
-    out.resize(n * kp, 0.0);
-    for (src, dst) in x.chunks_exact(k.max(1)).zip(out.chunks_exact_mut(kp)) {
-        dst[..k].copy_from_slice(src);
+    out.reserve(x.len() / k.max(1) * kp);
+    // Row, then its padding: one pass over the memory (zero-filling first would be two).
+    for src in x.chunks_exact(k.max(1)) {
+        out.extend_from_slice(src);
+        out.extend(std::iter::repeat_n(0.0, kp - src.len()));
     }
 }
 
