@@ -113,6 +113,59 @@ pub(crate) fn backprop(g: &[f32], wt: &[f32], m: usize, out: &mut [f32]) {
     portable::backprop(g, wt, m, out)
 }
 
+/// `v = e^v`, elementwise, by [`exp`]'s fixed arithmetic: eight at a time in AVX2 where the CPU
+/// has it, with the same bits either way. (libm's `expf` picks its implementation by CPU, so
+/// its last bits are not promised to agree across machines.)
+pub(crate) fn exp_in_place(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2::exp_in_place(v) };
+    }
+    v.iter_mut().for_each(|x| *x = exp(*x));
+}
+
+/// Cephes' `expf` constants: `x = n·ln 2 + r` with ln 2 split in two so `n·ln 2` is exact, and
+/// a degree-5 polynomial for `e^r` on |r| ≤ ln(2)/2 (relative error about 1e-7).
+mod expc {
+    pub const LOG2E: f32 = std::f32::consts::LOG2_E;
+    pub const LN2_HI: f32 = 0.693_359_4;
+    pub const LN2_LO: f32 = -2.121_944_4e-4;
+    pub const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
+    /// The range where `2^n` and the result are normal floats.
+    pub const LO: f32 = -87.0;
+    pub const HI: f32 = 88.0;
+}
+
+/// `e^x` in a fixed sequence of roundings, every step of which the AVX2 version repeats lane
+/// by lane. NaN stays NaN; below -87 the result is 0 and above 88 it is infinite, so the result
+/// is never subnormal (subnormals would slow every product they enter tenfold or more).
+pub(crate) fn exp(x: f32) -> f32 {
+    use expc::*;
+    if x.is_nan() || x > HI {
+        return x + f32::INFINITY;
+    }
+    if x < LO {
+        return 0.0;
+    }
+    let n = (x * LOG2E).round_ties_even();
+    let r = (-n).mul_add(LN2_HI, x);
+    let r = (-n).mul_add(LN2_LO, r);
+    let mut y = P[0];
+    for p in &P[1..] {
+        y = y.mul_add(r, *p);
+    }
+    let y = y.mul_add(r * r, r) + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
 /// `w -= step·(w − center)`, elementwise: FedProx's proximal gradient step.
 pub(crate) fn pull_toward(w: &mut [f32], center: &[f32], step: f32) {
     for (wi, ci) in w.iter_mut().zip(center) {
@@ -174,8 +227,11 @@ mod portable {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
-        _mm256_storeu_ps,
+        __m256, _mm256_add_epi32, _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps,
+        _mm256_cmp_ps, _mm256_cvtps_epi32, _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_loadu_ps,
+        _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_round_ps, _mm256_set1_epi32,
+        _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32, _mm256_storeu_ps, _CMP_LT_OQ,
+        _CMP_NLE_UQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
     };
 
     use super::{padded, reduce, LANES};
@@ -271,6 +327,51 @@ mod avx2 {
         }
     }
 
+    /// [`super::exp`] on eight lanes: the same operations in the same order.
+    #[target_feature(enable = "avx2,fma")]
+    fn exp8(x: __m256) -> __m256 {
+        use super::expc::*;
+        let (lo, hi) = (_mm256_set1_ps(LO), _mm256_set1_ps(HI));
+        // Lanes outside [LO, HI] (or NaN) are computed on a clamped value, then replaced.
+        let c = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(c, _mm256_set1_ps(LOG2E)),
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), c);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut y = _mm256_set1_ps(P[0]);
+        for p in &P[1..] {
+            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(*p));
+        }
+        let y = _mm256_add_ps(
+            _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r),
+            _mm256_set1_ps(1.0),
+        );
+        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        let e = _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+        let e = _mm256_blendv_ps(e, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LT_OQ>(x, lo));
+        let big = _mm256_cmp_ps::<_CMP_NLE_UQ>(x, hi);
+        _mm256_blendv_ps(e, _mm256_add_ps(x, _mm256_set1_ps(f32::INFINITY)), big)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn exp_in_place(v: &mut [f32]) {
+        let (groups, rest) = v.as_chunks_mut::<LANES>();
+        for g in groups {
+            store(g, exp8(load(g)));
+        }
+        if !rest.is_empty() {
+            let mut g = [0.0; LANES];
+            g[..rest.len()].copy_from_slice(rest);
+            let e = exp8(load(&g));
+            store(&mut g, e);
+            rest.copy_from_slice(&g[..rest.len()]);
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn backprop(g: &[f32], wt: &[f32], m: usize, out: &mut [f32]) {
         let kc = wt.len() / m.max(1) / LANES;
@@ -344,6 +445,44 @@ mod tests {
             let eb: f32 = (0..n).map(|i| g[i * mp + j]).sum();
             assert!((b2[j] - (b[j] - 0.5 * eb)).abs() < 1e-4);
         }
+    }
+
+    #[test]
+    fn exp_is_accurate_and_the_same_bits_on_both_paths() {
+        let xs: Vec<f32> = (0..4001)
+            .map(|i| -100.0 + i as f32 * 0.0475)
+            .chain([
+                0.0,
+                -0.0,
+                1e-8,
+                -1e-8,
+                88.5,
+                -87.5,
+                f32::NAN,
+                f32::NEG_INFINITY,
+            ])
+            .collect();
+        let mut fast = xs.clone();
+        exp_in_place(&mut fast);
+        for (x, e) in xs.iter().zip(&fast) {
+            let slow = exp(*x);
+            assert!(
+                e.to_bits() == slow.to_bits() || (e.is_nan() && slow.is_nan()),
+                "exp({x}): {e} vs {slow}"
+            );
+            if x.is_nan() {
+                assert!(e.is_nan());
+            } else if *x < -87.0 {
+                assert_eq!(*e, 0.0);
+            } else if *x <= 88.0 {
+                let want = f64::from(*x).exp();
+                assert!(
+                    ((f64::from(*e) - want) / want).abs() < 3e-7,
+                    "exp({x}) = {e}"
+                );
+            }
+        }
+        assert_eq!(exp(0.0), 1.0);
     }
 
     #[test]

@@ -102,27 +102,24 @@ impl Net {
     pub fn score(&self, x: &[f32], y: TargetsView, s: &mut Scratch) -> (f64, usize) {
         self.forward(x, y.len(), s);
         let m = self.outputs();
-        let rows = s
-            .acts
-            .last_mut()
-            .expect("a layer")
-            .chunks_exact_mut(kernel::padded(m));
-        let (mut loss, mut hits) = (0.0, 0);
+        let out = s.acts.last_mut().expect("a layer");
+        let rows = out.chunks_exact(kernel::padded(m));
         match y {
             TargetsView::Classes(c) => {
-                for (row, &k) in rows.zip(c) {
-                    let row = &mut row[..m];
-                    hits += usize::from(argmax(row) == k as usize);
-                    loss += softmax_xent(row, k as usize);
-                }
+                let hits = rows
+                    .zip(c)
+                    .filter(|(row, &k)| argmax(&row[..m]) == k as usize)
+                    .count();
+                (softmax_xent(out, m, c), hits)
             }
             TargetsView::Values(v) => {
-                for (row, &t) in rows.zip(v) {
-                    loss += 0.5 * (f64::from(row[0]) - f64::from(t)).powi(2);
-                }
+                let loss = rows
+                    .zip(v)
+                    .map(|(row, &t)| 0.5 * (f64::from(row[0]) - f64::from(t)).powi(2))
+                    .fold(0.0, |a, l| a + l);
+                (loss, 0)
             }
         }
-        (loss, hits)
     }
 
     fn outputs(&self) -> usize {
@@ -171,19 +168,17 @@ impl Net {
 /// Turns outputs (rows of `m`, padded) into n·d(mean loss)/d(output) in place and returns the
 /// mean loss: softmax cross-entropy for classes, half squared error for values.
 fn output_gradient(out: &mut [f32], m: usize, y: TargetsView) -> f64 {
-    let rows = out.chunks_exact_mut(kernel::padded(m));
     match y {
         TargetsView::Classes(c) => {
-            let mut loss = 0.0;
-            for (row, &k) in rows.zip(c) {
-                loss += softmax_xent(&mut row[..m], k as usize);
+            let loss = softmax_xent(out, m, c);
+            for (row, &k) in out.chunks_exact_mut(kernel::padded(m)).zip(c) {
                 row[k as usize] -= 1.0;
             }
             loss / c.len().max(1) as f64
         }
         TargetsView::Values(v) => {
             let mut sse = 0.0;
-            for (row, &t) in rows.zip(v) {
+            for (row, &t) in out.chunks_exact_mut(kernel::padded(m)).zip(v) {
                 row[0] -= t;
                 sse += f64::from(row[0]).powi(2);
             }
@@ -192,15 +187,25 @@ fn output_gradient(out: &mut [f32], m: usize, y: TargetsView) -> f64 {
     }
 }
 
-/// Turns a row of logits into probabilities in place; returns the cross-entropy for class `k`.
-fn softmax_xent(row: &mut [f32], k: usize) -> f64 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0f32;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+/// Turns rows of `m` logits (padded) into probabilities in place; returns the cross-entropy
+/// summed over rows, row by row, against `classes`. The exponentials of all rows are taken in
+/// one pass: one row's are too few to keep the vector units busy.
+fn softmax_xent(out: &mut [f32], m: usize, classes: &[u32]) -> f64 {
+    let mp = kernel::padded(m);
+    for row in out.chunks_exact_mut(mp) {
+        let max = row[..m].iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+        row[..m].iter_mut().for_each(|v| *v -= max);
     }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
-    -f64::from(row[k].max(1e-12)).ln()
+    kernel::exp_in_place(out);
+    let mut loss = 0.0;
+    for (row, &k) in out.chunks_exact_mut(mp).zip(classes) {
+        // The padding went through exp too; it is zero again, as the kernels expect.
+        row[m..].fill(0.0);
+        let row = &mut row[..m];
+        let sum: f32 = row.iter().sum();
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+        loss += -f64::from(row[k as usize].max(1e-12)).ln();
+    }
+    loss
 }
