@@ -214,6 +214,19 @@ impl DataGen {
         self.spec.global_test_with(self.seed, clients, &self.w_true)
     }
 
+    /// The global test set in parts, one per member client, which can be generated anywhere
+    /// (each from its own stream) and then joined in order with [`Dataset::concat`]: the same
+    /// dataset as [`DataGen::global_test`].
+    pub fn global_test_parts(&self, clients: u64) -> Vec<u64> {
+        self.spec.global_test_members(clients)
+    }
+
+    /// Member `client`'s part of the global test set (see [`DataGen::global_test_parts`]).
+    pub fn global_test_part(&self, client: u64) -> Dataset {
+        self.spec
+            .global_test_part_with(self.seed, client, &self.w_true)
+    }
+
     /// How many samples client `client` has.
     pub fn sample_count(&self, client: u64) -> usize {
         self.spec.sample_count(self.seed, client)
@@ -330,6 +343,14 @@ impl DataSpec {
         let all = self.draw(&dist, &mut r, n, quotas);
         let n_test = ((n as f64) * self.test_fraction).round() as usize;
         let n_train = n - n_test.min(n - 1);
+        if n_train == n {
+            // No held-out part: the samples are the training set as they are.
+            let test = Dataset {
+                x: Array2::zeros((0, all.x.ncols())),
+                y: slice_targets(&all.y, n, n),
+            };
+            return ClientData { train: all, test };
+        }
         let train = Dataset {
             x: all.x.slice(ndarray::s![..n_train, ..]).to_owned(),
             y: slice_targets(&all.y, 0, n_train),
@@ -342,17 +363,25 @@ impl DataSpec {
     }
 
     fn global_test_with(&self, seed: u64, clients: u64, w_true: &Array2<f32>) -> Dataset {
-        let k = (self.global_test_clients as u64).clamp(1, clients.max(1));
-        let step = (clients / k).max(1);
-        let parts: Vec<Dataset> = (0..k)
-            .map(|i| {
-                let client = i * step;
-                let dist = self.client_dist(seed, client, w_true);
-                let mut r = rng::stream(seed, "global-test", client, NONE);
-                self.draw(&dist, &mut r, self.global_test_samples, None)
-            })
+        let parts: Vec<Dataset> = self
+            .global_test_members(clients)
+            .into_iter()
+            .map(|c| self.global_test_part_with(seed, c, w_true))
             .collect();
         Dataset::concat(&parts)
+    }
+
+    /// The clients whose fresh samples make the global test set over `0..clients`, in order.
+    fn global_test_members(&self, clients: u64) -> Vec<u64> {
+        let k = (self.global_test_clients as u64).clamp(1, clients.max(1));
+        let step = (clients / k).max(1);
+        (0..k).map(|i| i * step).collect()
+    }
+
+    fn global_test_part_with(&self, seed: u64, client: u64, w_true: &Array2<f32>) -> Dataset {
+        let dist = self.client_dist(seed, client, w_true);
+        let mut r = rng::stream(seed, "global-test", client, NONE);
+        self.draw(&dist, &mut r, self.global_test_samples, None)
     }
 
     /// Per-class sample counts from a Dirichlet(alpha) label mix.
@@ -508,6 +537,20 @@ mod tests {
         assert_ne!(a.train.x, spec.client_data(8, 3).train.x);
         assert_eq!(a.train.len(), 64);
         assert!(a.test.is_empty());
+    }
+
+    #[test]
+    fn the_global_test_set_is_its_parts_in_order() {
+        let gen = DataSpec::w1().generator(5);
+        let parts: Vec<Dataset> = gen
+            .global_test_parts(1000)
+            .into_iter()
+            .map(|c| gen.global_test_part(c))
+            .collect();
+        assert_eq!(parts.len(), 50);
+        let whole = gen.global_test(1000);
+        assert_eq!(whole, Dataset::concat(&parts));
+        assert_eq!(whole.len(), 50 * 64);
     }
 
     #[test]

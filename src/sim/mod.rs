@@ -46,7 +46,7 @@ use crate::fed_learn::pb::ModelData;
 use crate::fed_learn::{
     ApplicationContext, MessageCompressor, ModelEncryptor, ModelTransformer, TransformChain,
 };
-use crate::learn::{Metrics, Params};
+use crate::learn::{DataGen, Dataset, Metrics, Params};
 use crate::rng::{self, NONE};
 use cache::DataCache;
 use client::{Client, ClientCommon};
@@ -224,7 +224,7 @@ impl Simulation {
             chain: chain(&cfg, 0),
             aggregator,
             global: template.clone(),
-            test: Arc::new(data.global_test(u64::from(cfg.initial_clients.max(1)))),
+            test: Arc::new(global_test(&pool, &data, cfg.initial_clients)),
             pool: pool.clone(),
             lookahead: prefetch,
         };
@@ -302,6 +302,19 @@ impl Simulation {
             wall_s: wall.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// The server's global test set over the first `clients`, its parts generated in the pool.
+fn global_test(pool: &Arc<Pool>, data: &DataGen, clients: u32) -> Dataset {
+    let jobs = data
+        .global_test_parts(u64::from(clients.max(1)))
+        .into_iter()
+        .map(|c| {
+            let data = data.clone();
+            move || data.global_test_part(c)
+        })
+        .collect();
+    Dataset::concat(&pool.run_all(jobs))
 }
 
 /// The transformer chain of actor `index` (0 the server, 1.. the clients): compress, then
