@@ -9,7 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Dataset, Targets};
-use super::net::{Net, Scratch};
+use super::net::{with_scratch, Net};
 use crate::fed_learn::pb::ModelData;
 use crate::fed_learn::{ndarray_to_proto, proto_to_ndarray, NumprotoError};
 use crate::rng::Stream;
@@ -188,20 +188,21 @@ impl ModelKind {
         let d = data.x.ncols();
         let mut net = Net::from_params(params);
         let anchor = (cfg.prox_mu > 0.0).then(|| Net::from_params(center));
-        let mut scratch = Scratch::default();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
-        for _ in 0..cfg.local_epochs {
-            for start in (0..n).step_by(bs) {
-                let end = (start + bs).min(n);
-                let y = data.targets(start, end);
-                let batch = &x[start * d..end * d];
-                loss_sum += net.step(batch, y, cfg.lr, &mut scratch) * (end - start) as f64;
-                if let Some(anchor) = &anchor {
-                    net.pull_toward(anchor, cfg.lr * cfg.prox_mu);
+        with_scratch(|scratch| {
+            for _ in 0..cfg.local_epochs {
+                for start in (0..n).step_by(bs) {
+                    let end = (start + bs).min(n);
+                    let y = data.targets(start, end);
+                    let batch = &x[start * d..end * d];
+                    loss_sum += net.step(batch, y, cfg.lr, scratch) * (end - start) as f64;
+                    if let Some(anchor) = &anchor {
+                        net.pull_toward(anchor, cfg.lr * cfg.prox_mu);
+                    }
+                    seen += end - start;
                 }
-                seen += end - start;
             }
-        }
+        });
         net.write_params(params);
         if seen == 0 {
             0.0
@@ -258,9 +259,7 @@ impl Evaluator {
         let x = x.as_standard_layout();
         let x = x.as_slice().expect("standard layout");
         let y = data.targets(rows.start, rows.end);
-        let (loss, hits) = self
-            .net
-            .score(&x[..rows.len() * d], y, &mut Scratch::default());
+        let (loss, hits) = with_scratch(|s| self.net.score(&x[..rows.len() * d], y, s));
         PartScore { loss, hits }
     }
 

@@ -3,6 +3,8 @@
 //! layout, `W` as inputs × outputs) converts to a `Net` once per training call or evaluation,
 //! so the copy is paid per client, not per batch.
 
+use std::cell::RefCell;
+
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Ix2};
 
 use super::data::{argmax, TargetsView};
@@ -52,6 +54,17 @@ pub(crate) struct Scratch {
     input: Vec<f32>,
     acts: Vec<Vec<f32>>,
     grads: Vec<Vec<f32>>,
+}
+
+thread_local! {
+    /// Each thread's batch buffers, kept between calls: an evaluation part's fresh buffers
+    /// (over 100 KB) cost page faults and the kernel's page zeroing on every call.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch buffers.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with_borrow_mut(f)
 }
 
 /// The layers of a model, in order.
