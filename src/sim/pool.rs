@@ -1,10 +1,13 @@
 //! A work-sharing pool for the simulation's heavy, independent jobs: local training, data
 //! generation, evaluation.
 //!
-//! Jobs wait in one FIFO queue. Up to `threads - 1` workers on tokio's blocking pool take jobs
-//! from it, and so does the runtime thread whenever a task waits for a job's result ([`Pool::run`],
-//! [`Pool::run_all`]): instead of idling, it runs queued jobs itself. So both cores stay busy
-//! whichever side of a round has more to do.
+//! Jobs wait in two FIFO queues: *urgent* jobs, whose results a task is waiting for
+//! ([`Pool::run`], [`Pool::run_all`]), and *background* jobs nobody waits for
+//! ([`Pool::spawn`]: preparing the next round's data). Up to `threads - 1` workers on tokio's
+//! blocking pool take urgent jobs first, then background ones. The runtime thread, whenever a
+//! task of its waits for a result, runs queued urgent jobs itself instead of idling; it leaves
+//! background jobs to the workers, so that they have work while the runtime thread does what
+//! only it can (the protocol). So both cores stay busy whichever side of a round has more to do.
 //!
 //! This keeps DESIGN.md §2: work leaves the runtime thread only through `spawn_blocking`, which
 //! holds the paused clock still while it runs, or runs on the runtime thread while it blocks.
@@ -19,10 +22,11 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The queue and how many workers are draining it.
+/// The queues and how many workers are draining them.
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    urgent: VecDeque<Job>,
+    background: VecDeque<Job>,
     active: usize,
 }
 
@@ -50,12 +54,16 @@ impl Pool {
 
     /// Queues a job, waking a worker if one is free. A job that panics is dropped with its
     /// result sender, so its owner sees the failure and nobody else does.
-    fn push(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
+    fn push(self: &Arc<Self>, urgent: bool, job: impl FnOnce() + Send + 'static) {
         let job: Job = Box::new(move || {
             let _ = catch_unwind(AssertUnwindSafe(job));
         });
         let mut q = self.queue.lock().expect("pool lock");
-        q.jobs.push_back(job);
+        if urgent {
+            q.urgent.push_back(job);
+        } else {
+            q.background.push_back(job);
+        }
         if q.active < self.workers {
             q.active += 1;
             let pool = self.clone();
@@ -63,13 +71,19 @@ impl Pool {
         }
     }
 
-    /// Runs queued jobs until there are none; a worker then retires (under the same lock a
-    /// push takes, so no job is left without a worker that would have taken it).
+    /// Runs queued jobs until there are none: a worker takes both kinds and then retires (under
+    /// the same lock a push takes, so no job is left without a worker that would have taken
+    /// it); the runtime thread takes urgent ones only.
     fn drain(&self, worker: bool) {
         loop {
             let job = {
                 let mut q = self.queue.lock().expect("pool lock");
-                match q.jobs.pop_front() {
+                let next = match q.urgent.pop_front() {
+                    Some(job) => Some(job),
+                    None if worker => q.background.pop_front(),
+                    None => None,
+                };
+                match next {
                     Some(job) => job,
                     None => {
                         if worker {
@@ -83,10 +97,10 @@ impl Pool {
         }
     }
 
-    /// Queues `f` without waiting for it.
+    /// Queues `f` as background work, which only workers run. With 1 thread it runs now.
     pub fn spawn(self: &Arc<Self>, f: impl FnOnce() + Send + 'static) {
         if self.is_parallel() {
-            self.push(f);
+            self.push(false, f);
         } else {
             f();
         }
@@ -102,7 +116,7 @@ impl Pool {
             return f();
         }
         let (tx, rx) = oneshot::channel();
-        self.push(move || {
+        self.push(true, move || {
             let _ = tx.send(f());
         });
         tokio::task::yield_now().await;
@@ -123,7 +137,7 @@ impl Pool {
         let (tx, rx) = mpsc::channel();
         for (i, f) in jobs.into_iter().enumerate() {
             let tx = tx.clone();
-            self.push(move || {
+            self.push(true, move || {
                 let _ = tx.send((i, f()));
             });
         }
