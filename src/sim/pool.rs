@@ -176,6 +176,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn background_jobs_run_on_workers_only() {
+        let pool = Pool::new(2);
+        let here = std::thread::current().id();
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..8 {
+            let tx = tx.clone();
+            pool.spawn(move || tx.send(std::thread::current().id()).unwrap());
+        }
+        // Waiting on urgent work does not make this thread take the background jobs.
+        assert_eq!(pool.run_all(vec![|| 1, || 2]), vec![1, 2]);
+        for _ in 0..8 {
+            assert_ne!(rx.recv().unwrap(), here);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_panicking_job_fails_only_its_owner() {
         let pool = Pool::new(2);
         let bad = {
