@@ -346,26 +346,11 @@ impl Client {
             EventType::ReceiveModel,
             vec![("bytes", bytes.into())],
         );
-        let (common, id) = (self.common.clone(), self.id);
-        let mut chain = std::mem::take(&mut self.chain);
-        // The job draws the contribution's message id from a copy of the client's generator,
-        // which replaces the client's own only if the contribution is made.
-        let mut ids = self.ids.clone();
-        let model = task.data.unwrap_or_default();
         let reply = Reply {
             client: self.state_msg(),
             meta,
         };
-        let (chain, ids, outcome) = self
-            .common
-            .pool
-            .run(move || {
-                let outcome = local_update(&common, id, &mut chain, &mut ids, model, reply);
-                (chain, ids, outcome)
-            })
-            .await;
-        self.chain = chain;
-        let done = match outcome {
+        let done = match self.update(task.data.unwrap_or_default(), reply).await {
             Ok(done) => done,
             Err(failed) => {
                 // A transform failure is the message's, before any round is read from it.
@@ -384,7 +369,6 @@ impl Client {
         let Some(frame) = done.frame else {
             return;
         };
-        self.ids = ids;
         self.best = Some(done.params);
         self.pending = Some(frame);
         let busy = self.compute_time(r, done.n_iter as f64) + self.late.take().unwrap_or(0);
@@ -395,6 +379,28 @@ impl Client {
                 epoch: self.epoch,
             },
         );
+    }
+
+    /// Runs [`local_update`] in the pool, lending it the client's transformer chain and a copy
+    /// of its message-id generator, which replaces the client's own only if a contribution was
+    /// framed (so a failed update draws no id, as before it was offloaded).
+    async fn update(&mut self, model: ModelData, reply: Reply) -> Result<Trained, Failed> {
+        let (common, id) = (self.common.clone(), self.id);
+        let mut chain = std::mem::take(&mut self.chain);
+        let mut ids = self.ids.clone();
+        let (chain, ids, outcome) = self
+            .common
+            .pool
+            .run(move || {
+                let outcome = local_update(&common, id, &mut chain, &mut ids, model, reply);
+                (chain, ids, outcome)
+            })
+            .await;
+        self.chain = chain;
+        if matches!(&outcome, Ok(t) if t.frame.is_some()) {
+            self.ids = ids;
+        }
+        outcome
     }
 
     /// Virtual training time: samples seen × per-sample cost × any slowdown.
