@@ -81,9 +81,9 @@ pub(crate) struct ServerSetup {
     pub test: Arc<Dataset>,
     /// Where evaluation runs.
     pub pool: Arc<Pool>,
-    /// Told which clients the server expects to select next round, once the current round's
-    /// first contribution is in, so the simulator can prepare them off the critical path.
-    /// Nothing it does may change a result.
+    /// Told, as each round starts, which clients the server expects to select next round (and
+    /// in the first round, this round's), so the simulator can prepare their data off the
+    /// critical path. Nothing it does may change a result.
     pub lookahead: Option<Lookahead>,
 }
 
@@ -562,6 +562,12 @@ impl Server {
             waiting_since_min: false,
             task,
         });
+        // Data for the next round's clients (and in the first round, this round's) can be
+        // prepared on spare threads while this round runs, starting with the serving below.
+        if r == self.cfg.start_round {
+            self.look_ahead(r);
+        }
+        self.look_ahead(r + 1);
         for (c, req) in parked {
             self.serve_round(c, &req);
         }
@@ -657,10 +663,6 @@ impl Server {
                     train_loss,
                 },
             );
-            if open.updates.len() == 1 {
-                let r = open.r;
-                self.look_ahead(r + 1);
-            }
         }
         self.check_progress();
     }
