@@ -200,12 +200,17 @@ fn native_copy<A: NpyElement>(data: &[u8], n: usize) -> Vec<A> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_numpy_headers_in_any_key_order() {
+    /// A version 1.0 .npy header around `dict`, with no data after it.
+    fn header(dict: &[u8]) -> Vec<u8> {
         let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        let dict = b"{'shape': (2, 3), 'fortran_order': True, 'descr': '<f4', }   \n";
         b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
         b.extend_from_slice(dict);
+        b
+    }
+
+    #[test]
+    fn parses_numpy_headers_in_any_key_order() {
+        let b = header(b"{'shape': (2, 3), 'fortran_order': True, 'descr': '<f4', }   \n");
         let h = parse_header(&b).unwrap();
         assert_eq!(
             h,
@@ -220,10 +225,7 @@ mod tests {
 
     #[test]
     fn odd_headers_are_left_to_the_full_reader() {
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        let dict = b"{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }\n";
-        b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-        b.extend_from_slice(dict);
+        let b = header(b"{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }\n");
         assert!(parse_header(&b).is_none());
         assert!(parse_header(b"\x93NUMPY\x01").is_none());
         assert!(read::<f32>(b"garbage").is_none());

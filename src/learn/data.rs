@@ -76,25 +76,16 @@ impl Dataset {
     pub fn concat(parts: &[Dataset]) -> Dataset {
         let views: Vec<_> = parts.iter().map(|d| d.x.view()).collect();
         let x = ndarray::concatenate(Axis(0), &views).expect("same feature count");
+        // Parts of the other kind than the first contribute no targets.
         let y = match parts.first().map(|p| &p.y) {
-            Some(Targets::Values(_)) => Targets::Values(
-                parts
-                    .iter()
-                    .flat_map(|p| match &p.y {
-                        Targets::Values(v) => v.clone(),
-                        Targets::Classes(_) => vec![],
-                    })
-                    .collect(),
-            ),
-            _ => Targets::Classes(
-                parts
-                    .iter()
-                    .flat_map(|p| match &p.y {
-                        Targets::Classes(c) => c.clone(),
-                        Targets::Values(_) => vec![],
-                    })
-                    .collect(),
-            ),
+            Some(Targets::Values(_)) => Targets::Values(joined(parts, |y| match y {
+                Targets::Values(v) => v,
+                Targets::Classes(_) => &[],
+            })),
+            _ => Targets::Classes(joined(parts, |y| match y {
+                Targets::Classes(c) => c,
+                Targets::Values(_) => &[],
+            })),
         };
         Dataset { x, y }
     }
@@ -496,6 +487,11 @@ impl DataSpec {
         let out = Array2::from_shape_vec((m, kernel::padded(c)), out).expect("m rows");
         (x, out.slice_move(ndarray::s![.., ..c]))
     }
+}
+
+/// The targets `pick` finds in each part, one part after another.
+fn joined<T: Copy>(parts: &[Dataset], pick: impl Fn(&Targets) -> &[T]) -> Vec<T> {
+    parts.iter().flat_map(|p| pick(&p.y)).copied().collect()
 }
 
 fn slice_targets(y: &Targets, start: usize, end: usize) -> Targets {

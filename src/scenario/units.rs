@@ -176,6 +176,12 @@ impl<U: Unit> Visitor<'_> for QVisitor<U> {
     }
 }
 
+/// The unit type's own name (`Duration` for `units::Duration`), for schema names.
+fn unit_name<U>() -> &'static str {
+    let full = std::any::type_name::<U>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
 impl<'de, U: Unit> Deserialize<'de> for Q<U> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(QVisitor(PhantomData))
@@ -184,13 +190,7 @@ impl<'de, U: Unit> Deserialize<'de> for Q<U> {
 
 impl<U: Unit> JsonSchema for Q<U> {
     fn schema_name() -> Cow<'static, str> {
-        Cow::Owned(format!(
-            "Quantity_{}",
-            std::any::type_name::<U>()
-                .rsplit("::")
-                .next()
-                .unwrap_or("U")
-        ))
+        Cow::Owned(format!("Quantity_{}", unit_name::<U>()))
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         U::schema()
@@ -300,13 +300,7 @@ impl<'de, U: Unit> Deserialize<'de> for DistQ<U> {
 
 impl<U: Unit> JsonSchema for DistQ<U> {
     fn schema_name() -> Cow<'static, str> {
-        Cow::Owned(format!(
-            "Dist_{}",
-            std::any::type_name::<U>()
-                .rsplit("::")
-                .next()
-                .unwrap_or("U")
-        ))
+        Cow::Owned(format!("Dist_{}", unit_name::<U>()))
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         let v = serde_json::Value::from(U::schema());

@@ -36,9 +36,9 @@ pub fn about(
     name: impl Into<EventName> + Copy,
     client: u32,
 ) -> Vec<&EventRecord> {
-    events
-        .iter()
-        .filter(|e| is(e, name) && e.client == Some(client))
+    of(events, name)
+        .into_iter()
+        .filter(|e| e.client == Some(client))
         .collect()
 }
 
@@ -47,9 +47,9 @@ pub fn in_round(
     name: impl Into<EventName> + Copy,
     round: u32,
 ) -> Vec<&EventRecord> {
-    events
-        .iter()
-        .filter(|e| is(e, name) && e.round == Some(round))
+    of(events, name)
+        .into_iter()
+        .filter(|e| e.round == Some(round))
         .collect()
 }
 
