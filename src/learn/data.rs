@@ -16,7 +16,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Gamma, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::kernel;
+use super::{kernel, normal};
 use crate::dist::Dist;
 use crate::rng::{self, Stream, NONE};
 
@@ -474,9 +474,11 @@ impl DataSpec {
         let d = self.features;
         let mut x = Array2::<f32>::zeros((m, d));
         let flat = x.as_slice_mut().expect("fresh array");
+        let mut z = vec![0.0; d];
         for row in flat.chunks_exact_mut(d) {
-            for ((v, mean), std) in row.iter_mut().zip(&dist.mean).zip(&dist.std) {
-                *v = mean + std * normal(r) as f32;
+            normal::fill(r, &mut z);
+            for (((v, mean), std), z) in row.iter_mut().zip(&dist.mean).zip(&dist.std).zip(&z) {
+                *v = mean + std * *z as f32;
             }
         }
         let c = dist.b.len();
@@ -506,7 +508,10 @@ fn normal(r: &mut Stream) -> f64 {
 }
 
 fn normal_matrix(r: &mut Stream, rows: usize, cols: usize, mean: f64, std: f64) -> Array2<f32> {
-    Array2::from_shape_fn((rows, cols), |_| (mean + std * normal(r)) as f32)
+    let mut z = vec![0.0; rows * cols];
+    normal::fill(r, &mut z);
+    let values = z.iter().map(|z| (mean + std * z) as f32).collect();
+    Array2::from_shape_vec((rows, cols), values).expect("rows × cols values")
 }
 
 /// Index of the largest value; the first one on ties.

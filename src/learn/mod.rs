@@ -6,6 +6,8 @@ mod kernel;
 pub mod model;
 /// Models as stacks of affine layers in the kernels' layout.
 mod net;
+/// Standard normal draws in bulk, identical to `rand_distr`'s one at a time.
+mod normal;
 
 pub use data::{ClientData, DataGen, DataSpec, Dataset, Generator, Targets};
 pub use model::{zeros_like, Evaluator, Metrics, ModelKind, Params, PartScore, TrainConfig};

@@ -1,0 +1,192 @@
+//! Standard normal draws in bulk, bit for bit the values `rand_distr::StandardNormal` gives
+//! one call at a time, and leaving the stream where those calls would leave it.
+//!
+//! Why: synthetic features are normal, and drawing them one `sample` call at a time cost a
+//! third of W1's run. Each call goes through the block RNG's index checks and an out-of-line
+//! ziggurat. Here ChaCha fills a chunk of words at once and the ziggurat's fast path (about
+//! 99% of draws: one multiply, one compare) runs inline over the chunk. The rare slow draw is
+//! handed to `StandardNormal` itself, reading the same words, so the two can never disagree.
+//! Generated data, and so every golden trace, is unchanged.
+//!
+//! The invariant that keeps the stream position exact: a chunk never holds more words than
+//! draws are still to come, and every draw reads at least one word. So no fetched word is ever
+//! left unread, and a slow draw that runs past the chunk reads straight from the stream.
+
+use std::sync::OnceLock;
+
+use rand::{Rng, RngCore};
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::rng::Stream;
+
+/// Words fetched from the stream at a time.
+const CHUNK: usize = 64;
+
+/// Fills `out` with standard normal draws from `rng`: the same values, and the same stream
+/// position after, as `out.len()` calls of `rng.sample(StandardNormal)`.
+pub(crate) fn fill(rng: &mut Stream, out: &mut [f64]) {
+    let edges = layer_edges();
+    let mut words = [0u64; CHUNK];
+    let mut done = 0;
+    while done < out.len() {
+        let want = (out.len() - done).min(CHUNK);
+        rng.fill(&mut words[..want]);
+        let mut src = Words {
+            words: &words[..want],
+            read: 0,
+            rng: &mut *rng,
+        };
+        while src.read < want {
+            out[done] = match fast_path(edges, words[src.read]) {
+                Some(z) => {
+                    src.read += 1;
+                    z
+                }
+                None => StandardNormal.sample(&mut src),
+            };
+            done += 1;
+        }
+    }
+}
+
+/// The ziggurat's first try on one word, exactly as `rand_distr` makes it: the low 8 bits pick
+/// the layer, the top 52 a value in [-1, 1); `None` when the value falls outside the layer's
+/// rectangle and the full algorithm must decide.
+#[inline(always)]
+fn fast_path(edges: &[f64; 257], bits: u64) -> Option<f64> {
+    let i = (bits & 0xff) as usize;
+    let u = f64::from_bits((bits >> 12) | (1024u64 << 52)) - 3.0;
+    let x = u * edges[i];
+    (x.abs() < edges[i + 1]).then_some(x)
+}
+
+/// The chunk's words, then the stream itself: what the slow path reads as its RNG.
+struct Words<'a> {
+    words: &'a [u64],
+    read: usize,
+    rng: &'a mut Stream,
+}
+
+impl RngCore for Words<'_> {
+    fn next_u64(&mut self) -> u64 {
+        match self.words.get(self.read) {
+            Some(&w) => {
+                self.read += 1;
+                w
+            }
+            None => self.rng.next_u64(),
+        }
+    }
+
+    /// `StandardNormal` reads whole u64s only; a u32 would take a whole word here, which is
+    /// not what the plain stream does, so nothing calls this on the hot path.
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64() as u32
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next_u64().to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+/// The layer edges `x[0..=256]` of rand_distr's normal ziggurat (its private `ZIG_NORM_X`),
+/// read out of `StandardNormal` itself on first use rather than copied, so the two cannot
+/// drift apart. A word for layer `i` whose value bits make `u = -2⁻²⁰` comes back from the fast
+/// path as exactly `-x[i]·2⁻²⁰` (a power-of-two scaling loses nothing). Layer 255's rectangle
+/// test always fails (`x[256] = 0`), so its second word, all ones, makes the slow path accept.
+fn layer_edges() -> &'static [f64; 257] {
+    static EDGES: OnceLock<[f64; 257]> = OnceLock::new();
+    EDGES.get_or_init(|| {
+        // 2·(1 + f/2⁵²) = 3 − 2⁻²⁰ in the ziggurat's [2, 4) float, less 3, is −2⁻²⁰.
+        const VALUE_BITS: u64 = ((1 << 51) - (1 << 31)) << 12;
+        const SCALE: f64 = (1u64 << 20) as f64;
+        let mut x = [0.0; 257];
+        for (i, edge) in x.iter_mut().enumerate().take(256) {
+            let mut script = Script([VALUE_BITS | i as u64, u64::MAX], 0);
+            let z: f64 = StandardNormal.sample(&mut script);
+            *edge = -z * SCALE;
+        }
+        x
+    })
+}
+
+/// Plays a fixed list of words, then words that the fast path accepts at once (`u = 0`), so a
+/// changed `rand_distr` gives wrong edges (which the tests catch) rather than a hang.
+struct Script([u64; 2], usize);
+
+impl RngCore for Script {
+    fn next_u64(&mut self) -> u64 {
+        self.1 += 1;
+        self.0.get(self.1 - 1).copied().unwrap_or(1 << 63)
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64() as u32
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next_u64().to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{stream, NONE};
+
+    /// Draws `n` normals both ways from the same stream, in `fill` calls of the given sizes.
+    fn both_ways(seed: u64, sizes: &[usize]) {
+        let mut bulk = stream(seed, "normal-test", NONE, NONE);
+        let mut single = bulk.clone();
+        for &n in sizes {
+            let mut got = vec![0.0; n];
+            fill(&mut bulk, &mut got);
+            for (k, g) in got.iter().enumerate() {
+                let want: f64 = single.sample(StandardNormal);
+                assert_eq!(g.to_bits(), want.to_bits(), "draw {k} of {n}, seed {seed}");
+            }
+            assert_eq!(
+                bulk.get_word_pos(),
+                single.get_word_pos(),
+                "after {n} draws"
+            );
+        }
+        assert_eq!(bulk.next_u64(), single.next_u64());
+    }
+
+    #[test]
+    fn bulk_draws_are_the_single_draws_bit_for_bit() {
+        // 400k draws meet the slow path thousands of times and the tail (i = 0) about a
+        // hundred times; chunk sizes around CHUNK test the hand-over to the stream.
+        for seed in 0..4 {
+            both_ways(seed, &[100_000, 1, 63, 64, 65, 127, 0, 3840]);
+        }
+    }
+
+    #[test]
+    fn the_edges_read_out_are_the_published_ones() {
+        let x = layer_edges();
+        // rand_distr's ZIG_NORM_R, the start of the tail, and the top layer's zero.
+        assert_eq!(x[1], 3.654_152_885_361_009);
+        assert!(x.windows(2).all(|w| w[0] > w[1]), "edges decrease");
+        assert_eq!(x[256], 0.0);
+    }
+
+    #[test]
+    fn the_slow_paths_are_exercised() {
+        let mut r = stream(9, "normal-test", NONE, NONE);
+        let (mut slow, mut tail) = (0, 0);
+        for _ in 0..200_000 {
+            let bits = r.next_u64();
+            if fast_path(layer_edges(), bits).is_none() {
+                slow += 1;
+                tail += usize::from(bits & 0xff == 0);
+            }
+        }
+        assert!(slow > 1000 && tail > 10, "slow {slow}, tail {tail}");
+    }
+}
