@@ -229,12 +229,13 @@ mod avx2 {
     use std::arch::x86_64::{
         __m256, _mm256_add_epi32, _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps,
         _mm256_cmp_ps, _mm256_cvtps_epi32, _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_loadu_ps,
-        _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_round_ps, _mm256_set1_epi32,
-        _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32, _mm256_storeu_ps, _CMP_LT_OQ,
-        _CMP_NLE_UQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
+        _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_permute2f128_ps,
+        _mm256_permutevar8x32_ps, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps,
+        _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32,
+        _mm256_storeu_ps, _CMP_LT_OQ, _CMP_NLE_UQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
     };
 
-    use super::{padded, reduce, LANES};
+    use super::{padded, LANES};
 
     /// Loads one lane group.
     #[inline(always)]
@@ -272,57 +273,123 @@ mod avx2 {
         let w = wt.as_chunks::<LANES>().0;
         let rows = out.chunks_exact_mut(padded(m));
         for (xc, oi) in x.as_chunks::<LANES>().0.chunks_exact(kc).zip(rows) {
-            let mut j = 0;
-            // Four outputs at a time: one load of x feeds four products.
-            while j + 4 <= m {
-                let mut acc = [_mm256_setzero_ps(); 4];
-                for (c, xv) in xc.iter().enumerate() {
-                    let xv = load(xv);
-                    for (q, a) in acc.iter_mut().enumerate() {
-                        *a = mul_add(*a, xv, load(&w[(j + q) * kc + c]));
-                    }
+            // Up to eight outputs at a time: one load of x feeds eight products, and the
+            // eight lane-sum reductions share their shuffles.
+            for j in (0..m).step_by(8) {
+                let g = (m - j).min(8);
+                let (wg, bg, og) = (&w[j * kc..(j + g) * kc], &b[j..j + g], &mut oi[j..j + g]);
+                match g {
+                    8 => outputs::<8>(xc, wg, bg, og),
+                    7 => outputs::<7>(xc, wg, bg, og),
+                    6 => outputs::<6>(xc, wg, bg, og),
+                    5 => outputs::<5>(xc, wg, bg, og),
+                    4 => outputs::<4>(xc, wg, bg, og),
+                    3 => outputs::<3>(xc, wg, bg, og),
+                    2 => outputs::<2>(xc, wg, bg, og),
+                    _ => outputs::<1>(xc, wg, bg, og),
                 }
-                for q in 0..4 {
-                    oi[j + q] = reduce(lanes(acc[q])) + b[j + q];
-                }
-                j += 4;
             }
-            for jj in j..m {
-                let mut acc = _mm256_setzero_ps();
-                for (xv, wv) in xc.iter().zip(&w[jj * kc..]) {
-                    acc = mul_add(acc, load(xv), load(wv));
-                }
-                oi[jj] = reduce(lanes(acc)) + b[jj];
+        }
+    }
+
+    /// `G ≤ 8` outputs of one row: `x` (one row, `kc` lane groups) against `w` (`G` rows of
+    /// `kc` lane groups), plus `b`.
+    #[inline(always)]
+    fn outputs<const G: usize>(x: &[[f32; LANES]], w: &[[f32; LANES]], b: &[f32], o: &mut [f32]) {
+        let kc = x.len();
+        assert!(w.len() == G * kc && b.len() == G && o.len() == G);
+        // SAFETY: plain register setup; only called from AVX2 functions.
+        let mut acc = [unsafe { _mm256_setzero_ps() }; 8];
+        for (c, xv) in x.iter().enumerate() {
+            let xv = load(xv);
+            for (q, a) in acc.iter_mut().enumerate().take(G) {
+                // SAFETY: q < G and c < kc, so q·kc + c < G·kc = w.len() (asserted above).
+                *a = mul_add(*a, xv, load(unsafe { w.get_unchecked(q * kc + c) }));
             }
+        }
+        let sums = lanes(reduce8(acc));
+        for ((o, s), b) in o.iter_mut().zip(sums).zip(b) {
+            *o = s + b;
+        }
+    }
+
+    /// [`super::reduce`] of eight outputs' lane sums at once, each in the same order of
+    /// additions: lanes `l` and `l + 4`, then quads 0 + 2 and 1 + 3, then those two. Returns
+    /// the eight sums in output order.
+    #[inline(always)]
+    fn reduce8(a: [__m256; 8]) -> __m256 {
+        let h0 = halves(quads(a[0], a[1]), quads(a[2], a[3])); // outputs 0, 2 | 1, 3
+        let h1 = halves(quads(a[4], a[5]), quads(a[6], a[7])); // outputs 4, 6 | 5, 7
+                                                               // SAFETY: shuffles and adds on registers; only called from AVX2 functions.
+        unsafe {
+            let sums = _mm256_add_ps(
+                _mm256_shuffle_ps::<0x88>(h0, h1),
+                _mm256_shuffle_ps::<0xDD>(h0, h1),
+            ); // outputs 0, 2, 4, 6 | 1, 3, 5, 7
+            _mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+        }
+    }
+
+    /// `[x.lo + x.hi | y.lo + y.hi]`: two outputs' quads (lane `l` plus lane `l + 4`).
+    #[inline(always)]
+    fn quads(x: __m256, y: __m256) -> __m256 {
+        // SAFETY: as for `reduce8`.
+        unsafe {
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(x, y),
+                _mm256_permute2f128_ps::<0x31>(x, y),
+            )
+        }
+    }
+
+    /// Per 128-bit half: `[x.q0 + x.q2, x.q1 + x.q3, y.q0 + y.q2, y.q1 + y.q3]`.
+    #[inline(always)]
+    fn halves(x: __m256, y: __m256) -> __m256 {
+        // SAFETY: as for `reduce8`.
+        unsafe {
+            _mm256_add_ps(
+                _mm256_shuffle_ps::<0x44>(x, y),
+                _mm256_shuffle_ps::<0xEE>(x, y),
+            )
         }
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32]) {
-        let m = b.len();
+        let (m, mp) = (b.len(), padded(b.len()));
         let kc = wt.len() / m.max(1) / LANES;
+        let n = g.len() / mp.max(1);
         let xs = x.as_chunks::<LANES>().0;
         let wc = wt.as_chunks_mut::<LANES>().0;
+        let mut a = Vec::with_capacity(n);
         for (j, (wj, bj)) in wc.chunks_exact_mut(kc).zip(b.iter_mut()).enumerate() {
-            let a = |i: usize| s * g[i * padded(m) + j];
-            // Four lane groups of w_j stay in registers while every sample adds to them.
-            for (c0, block) in wj.chunks_mut(4).enumerate().map(|(q, b)| (q * 4, b)) {
-                let mut acc = [_mm256_setzero_ps(); 4];
-                for (v, w) in acc.iter_mut().zip(block.iter()) {
-                    *v = load(w);
-                }
-                for (i, xi) in xs.chunks_exact(kc).enumerate() {
-                    let ai = _mm256_set1_ps(a(i));
-                    for (q, v) in acc.iter_mut().enumerate().take(block.len()) {
-                        *v = mul_add(*v, ai, load(&xi[c0 + q]));
+            // Sample i's step on output j, rounded as the portable loop rounds it.
+            a.clear();
+            a.extend((0..n).map(|i| s * g[i * mp + j]));
+            // Eight lane groups of w_j stay in registers while every sample adds to them.
+            let (blocks, rest) = wj.as_chunks_mut::<8>();
+            for (c0, block) in blocks.iter_mut().enumerate().map(|(q, b)| (q * 8, b)) {
+                let mut acc = block.map(|w| load(&w));
+                for (ai, xi) in a.iter().zip(xs.chunks_exact(kc)) {
+                    let ai = _mm256_set1_ps(*ai);
+                    for (v, xv) in acc.iter_mut().zip(&xi[c0..c0 + 8]) {
+                        *v = mul_add(*v, ai, load(xv));
                     }
                 }
                 for (v, w) in acc.iter().zip(block.iter_mut()) {
                     store(w, *v);
                 }
             }
-            for i in 0..g.len() / padded(m).max(1) {
-                *bj += a(i);
+            let c0 = blocks.len() * 8;
+            for (q, w) in rest.iter_mut().enumerate() {
+                let mut v = load(w);
+                for (ai, xi) in a.iter().zip(xs.chunks_exact(kc)) {
+                    v = mul_add(v, _mm256_set1_ps(*ai), load(&xi[c0 + q]));
+                }
+                store(w, v);
+            }
+            for ai in &a {
+                *bj += ai;
             }
         }
     }
@@ -505,7 +572,13 @@ mod tests {
 
     #[test]
     fn portable_and_dispatched_kernels_agree_bit_for_bit() {
-        for (n, k, m) in [(16, 60, 10), (7, 33, 5), (3, 8, 64)] {
+        for (n, k, m) in [
+            (16, 60, 10),
+            (7, 33, 5),
+            (3, 8, 64),
+            (5, 130, 13),
+            (9, 20, 3),
+        ] {
             let (kp, mp) = (padded(k), padded(m));
             let (x, wt, b, g) = operands(n, k, m);
             let (mut fast, mut slow) = (vec![0.0; n * mp], vec![0.0; n * mp]);
