@@ -75,7 +75,7 @@ pub(crate) fn parse_header(b: &[u8]) -> Option<Header<'_>> {
     };
     let text = std::str::from_utf8(b.get(start..start.checked_add(len)?)?).ok()?;
     let mut p = Dict {
-        s: text.trim_end().strip_prefix('{')?.trim_start(),
+        s: text.trim_ascii_end().strip_prefix('{')?.trim_ascii_start(),
     };
     let (mut descr, mut fortran, mut shape) = (None, None, None);
     while !p.s.starts_with('}') {
@@ -106,7 +106,7 @@ struct Dict<'a> {
 
 impl<'a> Dict<'a> {
     fn expect(&mut self, c: char) -> Option<()> {
-        self.s = self.s.strip_prefix(c)?.trim_start();
+        self.s = self.s.strip_prefix(c)?.trim_ascii_start();
         Some(())
     }
 
@@ -114,14 +114,14 @@ impl<'a> Dict<'a> {
         let q = self.s.chars().next().filter(|c| *c == '\'' || *c == '"')?;
         let rest = &self.s[1..];
         let end = rest.find(q)?;
-        self.s = rest[end + 1..].trim_start();
+        self.s = rest[end + 1..].trim_ascii_start();
         Some(&rest[..end])
     }
 
     fn boolean(&mut self) -> Option<bool> {
         for (word, v) in [("True", true), ("False", false)] {
             if let Some(rest) = self.s.strip_prefix(word) {
-                self.s = rest.trim_start();
+                self.s = rest.trim_ascii_start();
                 return Some(v);
             }
         }
@@ -133,11 +133,11 @@ impl<'a> Dict<'a> {
         let end = self.s.find(')')?;
         let dims = self.s[..end]
             .split(',')
-            .map(str::trim)
+            .map(str::trim_ascii)
             .filter(|d| !d.is_empty())
             .map(|d| d.parse().ok())
             .collect::<Option<Vec<usize>>>()?;
-        self.s = self.s[end + 1..].trim_start();
+        self.s = self.s[end + 1..].trim_ascii_start();
         Some(dims)
     }
 }

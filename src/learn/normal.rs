@@ -31,18 +31,23 @@ pub(crate) fn fill(rng: &mut Stream, out: &mut [f64]) {
     while done < out.len() {
         let want = (out.len() - done).min(CHUNK);
         rng.fill(&mut words[..want]);
-        let mut src = Words {
-            words: &words[..want],
-            read: 0,
-            rng: &mut *rng,
-        };
-        while src.read < want {
-            out[done] = match fast_path(edges, words[src.read]) {
+        let mut read = 0;
+        while read < want {
+            out[done] = match fast_path(edges, words[read]) {
                 Some(z) => {
-                    src.read += 1;
+                    read += 1;
                     z
                 }
-                None => StandardNormal.sample(&mut src),
+                None => {
+                    let mut src = Words {
+                        words: &words[read..want],
+                        read: 0,
+                        rng: &mut *rng,
+                    };
+                    let z = StandardNormal.sample(&mut src);
+                    read += src.read;
+                    z
+                }
             };
             done += 1;
         }
