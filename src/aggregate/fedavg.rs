@@ -19,18 +19,30 @@ pub(crate) fn weighted_mean(global: &Params, updates: &[Update<'_>]) -> Params {
             1.0 / updates.len() as f64
         };
         for (sum, (_, a)) in acc.iter_mut().zip(&u.params.0) {
-            for (s, v) in sum.iter_mut().zip(a.iter()) {
-                *s += w * f64::from(*v);
+            // A contiguous tensor (every decoded one) as a slice: ndarray's n-d iterator
+            // costs several times the multiply-add itself.
+            match a.as_slice() {
+                Some(v) => add_scaled(sum, v.iter(), w),
+                None => add_scaled(sum, a.iter(), w),
             }
         }
     }
     let mut out = zeros_like(global);
     for ((_, a), sum) in out.0.iter_mut().zip(acc) {
-        for (v, s) in a.iter_mut().zip(sum) {
-            *v = s as f32;
+        let values = sum.into_iter().map(|s| s as f32);
+        match a.as_slice_mut() {
+            Some(v) => v.iter_mut().zip(values).for_each(|(v, s)| *v = s),
+            None => a.iter_mut().zip(values).for_each(|(v, s)| *v = s),
         }
     }
     out
+}
+
+/// `sum += w·v`, elementwise, each product rounded before it is added.
+fn add_scaled<'a>(sum: &mut [f64], v: impl Iterator<Item = &'a f32>, w: f64) {
+    for (s, v) in sum.iter_mut().zip(v) {
+        *s += w * f64::from(*v);
+    }
 }
 
 impl Aggregator for FedAvg {

@@ -206,18 +206,34 @@ fn output_gradient(out: &mut [f32], m: usize, y: TargetsView) -> f64 {
 fn softmax_xent(out: &mut [f32], m: usize, classes: &[u32]) -> f64 {
     let mp = kernel::padded(m);
     for row in out.chunks_exact_mut(mp) {
-        let max = row[..m].iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-        row[..m].iter_mut().for_each(|v| *v -= max);
+        let row = &mut row[..m];
+        // NaN never compares greater, so it is skipped as `f32::max` would skip it.
+        let mut max = f32::NEG_INFINITY;
+        for &v in row.iter() {
+            if v > max {
+                max = v;
+            }
+        }
+        for v in row.iter_mut() {
+            *v -= max;
+        }
     }
     kernel::exp_in_place(out);
     let mut loss = 0.0;
     for (row, &k) in out.chunks_exact_mut(mp).zip(classes) {
+        let (row, padding) = row.split_at_mut(m);
         // The padding went through exp too; it is zero again, as the kernels expect.
-        row[m..].fill(0.0);
-        let row = &mut row[..m];
-        let sum: f32 = row.iter().sum();
+        for v in padding {
+            *v = 0.0;
+        }
+        let mut sum = 0.0f32;
+        for &v in row.iter() {
+            sum += v;
+        }
         let inv = 1.0 / sum;
-        row.iter_mut().for_each(|v| *v *= inv);
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
         loss += -f64::from(row[k as usize].max(1e-12)).ln();
     }
     loss
