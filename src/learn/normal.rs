@@ -4,7 +4,8 @@
 //! Why: synthetic features are normal, and drawing them one `sample` call at a time cost a
 //! third of W1's run. Each call goes through the block RNG's index checks and an out-of-line
 //! ziggurat. Here ChaCha fills a chunk of words at once and the ziggurat's fast path (about
-//! 99% of draws: one multiply, one compare) runs inline over the chunk. The rare slow draw is
+//! 99% of draws: one multiply, one compare) runs inline over the chunk, four words at a time
+//! (in AVX2 registers where the CPU has them, with the same operations). The rare slow draw is
 //! handed to `StandardNormal` itself, reading the same words, so the two can never disagree.
 //! Generated data, and so every golden trace, is unchanged.
 //!
@@ -25,6 +26,20 @@ const CHUNK: usize = 64;
 /// Fills `out` with standard normal draws from `rng`: the same values, and the same stream
 /// position after, as `out.len()` calls of `rng.sample(StandardNormal)`.
 pub(crate) fn fill(rng: &mut Stream, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2::fill(rng, out) };
+    }
+    fill_with(rng, out, fast_path4)
+}
+
+/// [`fill`], trying four words at a time with `four` (a version of [`fast_path4`]).
+#[inline(always)]
+fn fill_with<F>(rng: &mut Stream, out: &mut [f64], four: F)
+where
+    F: Fn(&[f64; 257], &[u64]) -> Option<[f64; 4]>,
+{
     let edges = layer_edges();
     let mut words = [0u64; CHUNK];
     let mut done = 0;
@@ -33,6 +48,14 @@ pub(crate) fn fill(rng: &mut Stream, out: &mut [f64]) {
         rng.fill(&mut words[..want]);
         let mut read = 0;
         while read < want {
+            // Four at once while all four take the fast path (about 96% of the time).
+            if read + 4 <= want {
+                if let Some(z) = four(edges, &words[read..read + 4]) {
+                    out[done..done + 4].copy_from_slice(&z);
+                    (read, done) = (read + 4, done + 4);
+                    continue;
+                }
+            }
             out[done] = match fast_path(edges, words[read]) {
                 Some(z) => {
                     read += 1;
@@ -63,6 +86,56 @@ fn fast_path(edges: &[f64; 257], bits: u64) -> Option<f64> {
     let u = f64::from_bits((bits >> 12) | (1024u64 << 52)) - 3.0;
     let x = u * edges[i];
     (x.abs() < edges[i + 1]).then_some(x)
+}
+
+/// [`fast_path`] on four words, `None` unless all four succeed.
+#[inline(always)]
+fn fast_path4(edges: &[f64; 257], words: &[u64]) -> Option<[f64; 4]> {
+    let z = [0, 1, 2, 3].map(|l| fast_path(edges, words[l]));
+    z.iter()
+        .all(Option::is_some)
+        .then(|| z.map(|v| v.unwrap_or(0.0)))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        _mm256_and_pd, _mm256_and_si256, _mm256_castsi256_pd, _mm256_cmp_pd, _mm256_i64gather_pd,
+        _mm256_loadu_si256, _mm256_movemask_pd, _mm256_mul_pd, _mm256_or_si256, _mm256_set1_epi64x,
+        _mm256_set1_pd, _mm256_srli_epi64, _mm256_storeu_pd, _mm256_sub_pd, _CMP_LT_OQ,
+    };
+
+    use crate::rng::Stream;
+
+    /// [`super::fill`] with [`fast_path4`] in AVX2 registers.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn fill(rng: &mut Stream, out: &mut [f64]) {
+        super::fill_with(rng, out, fast_path4)
+    }
+
+    /// [`super::fast_path4`] on four lanes: the same operations, the same bits.
+    #[inline(always)]
+    fn fast_path4(edges: &[f64; 257], words: &[u64]) -> Option<[f64; 4]> {
+        assert!(words.len() >= 4);
+        // SAFETY: `words` holds at least four u64s (asserted); every gather index is a
+        // word's low byte, at most 255, so both `edges[i]` and `edges[i + 1]` are in bounds.
+        unsafe {
+            let w = _mm256_loadu_si256(words.as_ptr().cast());
+            let i = _mm256_and_si256(w, _mm256_set1_epi64x(0xff));
+            let lo = _mm256_i64gather_pd::<8>(edges.as_ptr(), i);
+            let hi = _mm256_i64gather_pd::<8>(edges.as_ptr().add(1), i);
+            let bits = _mm256_or_si256(_mm256_srli_epi64::<12>(w), _mm256_set1_epi64x(1024 << 52));
+            let u = _mm256_sub_pd(_mm256_castsi256_pd(bits), _mm256_set1_pd(3.0));
+            let x = _mm256_mul_pd(u, lo);
+            let abs = _mm256_and_pd(x, _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX)));
+            if _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(abs, hi)) != 0b1111 {
+                return None;
+            }
+            let mut z = [0.0; 4];
+            _mm256_storeu_pd(z.as_mut_ptr(), x);
+            Some(z)
+        }
+    }
 }
 
 /// The chunk's words, then the stream itself: what the slow path reads as its RNG.
@@ -147,9 +220,14 @@ mod tests {
     fn both_ways(seed: u64, sizes: &[usize]) {
         let mut bulk = stream(seed, "normal-test", NONE, NONE);
         let mut single = bulk.clone();
-        for &n in sizes {
+        for (turn, &n) in sizes.iter().enumerate() {
             let mut got = vec![0.0; n];
-            fill(&mut bulk, &mut got);
+            // The dispatched path (AVX2 where the CPU has it) and the portable one, in turn.
+            if turn % 2 == 0 {
+                fill(&mut bulk, &mut got);
+            } else {
+                fill_with(&mut bulk, &mut got, fast_path4);
+            }
             for (k, g) in got.iter().enumerate() {
                 let want: f64 = single.sample(StandardNormal);
                 assert_eq!(g.to_bits(), want.to_bits(), "draw {k} of {n}, seed {seed}");
@@ -165,10 +243,10 @@ mod tests {
 
     #[test]
     fn bulk_draws_are_the_single_draws_bit_for_bit() {
-        // 400k draws meet the slow path thousands of times and the tail (i = 0) about a
+        // 800k draws meet the slow path thousands of times and the tail (i = 0) about two
         // hundred times; chunk sizes around CHUNK test the hand-over to the stream.
         for seed in 0..4 {
-            both_ways(seed, &[100_000, 1, 63, 64, 65, 127, 0, 3840]);
+            both_ways(seed, &[100_000, 100_000, 1, 63, 64, 65, 127, 0, 3840, 5]);
         }
     }
 
