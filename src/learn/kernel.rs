@@ -318,14 +318,17 @@ mod avx2 {
     /// the eight sums in output order.
     #[inline(always)]
     fn reduce8(a: [__m256; 8]) -> __m256 {
-        let h0 = halves(quads(a[0], a[1]), quads(a[2], a[3])); // outputs 0, 2 | 1, 3
-        let h1 = halves(quads(a[4], a[5]), quads(a[6], a[7])); // outputs 4, 6 | 5, 7
-                                                               // SAFETY: shuffles and adds on registers; only called from AVX2 functions.
+        // h0 holds outputs 0, 2 in its low half and 1, 3 in its high half; h1 likewise 4, 6
+        // and 5, 7.
+        let h0 = halves(quads(a[0], a[1]), quads(a[2], a[3]));
+        let h1 = halves(quads(a[4], a[5]), quads(a[6], a[7]));
+        // SAFETY: shuffles and adds on registers; only called from AVX2 functions.
         unsafe {
             let sums = _mm256_add_ps(
                 _mm256_shuffle_ps::<0x88>(h0, h1),
                 _mm256_shuffle_ps::<0xDD>(h0, h1),
-            ); // outputs 0, 2, 4, 6 | 1, 3, 5, 7
+            );
+            // Lanes now hold outputs 0, 2, 4, 6 | 1, 3, 5, 7: put them in order.
             _mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
         }
     }
