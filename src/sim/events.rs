@@ -39,7 +39,25 @@ impl fmt::Display for Actor {
 
 /// A client's name as the log writes it: `client-0007`.
 pub fn client_name(id: u32) -> String {
-    format!("client-{id:04}")
+    let mut s = String::with_capacity(11);
+    push_client_name(&mut s, id);
+    s
+}
+
+/// Appends [`client_name`]`(id)`: at least four digits, zero-padded.
+fn push_client_name(out: &mut String, id: u32) {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(id);
+    out.push_str("client-");
+    for _ in digits.len()..4 {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+/// Appends `v` in decimal, as `Display` writes it.
+fn push_u64(out: &mut String, v: u64) {
+    out.push_str(itoa::Buffer::new().format(v));
 }
 
 /// The simulator's own events, beside the protocol's [`EventType`]s.
@@ -246,25 +264,30 @@ impl EventRecord {
 
     /// Appends the record as one line of JSON (with the newline) to `out`.
     pub fn write_json(&self, out: &mut String) {
-        let _ = write!(
-            out,
-            "{{\"seq\":{},\"t_us\":{},\"round\":",
-            self.seq, self.t_us
-        );
+        // Hand-pushed rather than `write!`: the log has several lines per client update, and
+        // formatting machinery cost more than the rest of the event's handling.
+        out.push_str("{\"seq\":");
+        push_u64(out, self.seq);
+        out.push_str(",\"t_us\":");
+        push_u64(out, self.t_us);
+        out.push_str(",\"round\":");
         match self.round {
-            Some(r) => {
-                let _ = write!(out, "{r}");
-            }
+            Some(r) => push_u64(out, r.into()),
             None => out.push_str("null"),
         }
-        let _ = write!(
-            out,
-            ",\"actor\":\"{}\",\"event\":\"{}\",\"client\":",
-            self.actor, self.event
-        );
+        out.push_str(",\"actor\":\"");
+        match self.actor {
+            Actor::Server => out.push_str("server"),
+            Actor::Client(c) => push_client_name(out, c),
+        }
+        out.push_str("\",\"event\":\"");
+        out.push_str(self.event.as_str());
+        out.push_str("\",\"client\":");
         match self.client {
             Some(c) => {
-                let _ = write!(out, "\"{}\"", client_name(c));
+                out.push('"');
+                push_client_name(out, c);
+                out.push('"');
             }
             None => out.push_str("null"),
         }
@@ -273,7 +296,9 @@ impl EventRecord {
             if i > 0 {
                 out.push(',');
             }
-            let _ = write!(out, "\"{k}\":");
+            out.push('"');
+            out.push_str(k);
+            out.push_str("\":");
             write_val(out, v);
         }
         out.push_str("}}\n");
@@ -310,9 +335,7 @@ impl EventRecord {
 
 fn write_val(out: &mut String, v: &Val) {
     match v {
-        Val::U(u) => {
-            let _ = write!(out, "{u}");
-        }
+        Val::U(u) => push_u64(out, *u),
         Val::F(f) if f.is_finite() => {
             let _ = write!(out, "{}", serde_json::Number::from_f64(*f).expect("finite"));
         }
@@ -444,6 +467,15 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["detail"]["reason"], "late");
+    }
+
+    #[test]
+    fn client_names_pad_to_four_digits_and_grow_past_them() {
+        assert_eq!(client_name(0), "client-0000");
+        assert_eq!(client_name(42), "client-0042");
+        assert_eq!(client_name(1234), "client-1234");
+        assert_eq!(client_name(123_456), "client-123456");
+        assert_eq!(Actor::Client(7).to_string(), "client-0007");
     }
 
     #[test]
