@@ -31,6 +31,9 @@ pub(crate) struct ClientCommon {
     pub template: Params,
     /// Where local updates run.
     pub pool: Arc<Pool>,
+    /// Whether clients keep their last trained model for cross-site validation (otherwise
+    /// nobody asks for it, and a model per client that ever trained adds up).
+    pub keep_best: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -369,7 +372,9 @@ impl Client {
         let Some(frame) = done.frame else {
             return;
         };
-        self.best = Some(done.params);
+        if self.common.keep_best {
+            self.best = Some(done.params);
+        }
         self.pending = Some(frame);
         let busy = self.compute_time(r, done.n_iter as f64) + self.late.take().unwrap_or(0);
         self.port.timer(

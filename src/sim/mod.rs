@@ -239,6 +239,7 @@ impl Simulation {
             heart_beat_interval: cfg.server.heart_beat_interval.max(1),
             template: template.clone(),
             pool: pool.clone(),
+            keep_best: cfg.server.cross_site_validation,
         });
         for (id, profile) in cfg.profiles.iter().enumerate() {
             let id = id as u32;
