@@ -227,6 +227,7 @@ impl Simulation {
             test: Arc::new(global_test(&pool, &data, cfg.initial_clients)),
             pool: pool.clone(),
             lookahead: prefetch,
+            initial_clients: cfg.initial_clients,
         };
         let server = Server::new(Port::new(Actor::Server, rx, shared.clone()), setup);
         let server = tokio::spawn(server.run());

@@ -82,9 +82,13 @@ pub(crate) struct ServerSetup {
     /// Where evaluation runs.
     pub pool: Arc<Pool>,
     /// Told, as each round starts, which clients the server expects to select next round (and
-    /// in the first round, this round's), so the simulator can prepare their data off the
-    /// critical path. Nothing it does may change a result.
+    /// in the first round, this round's; and before registration, a guess at the first
+    /// round's), so the simulator can prepare their data off the critical path. Nothing it
+    /// does may change a result.
     pub lookahead: Option<Lookahead>,
+    /// How many clients the run starts with (ids `0..n`): the lookahead's guess at the first
+    /// round's clients, made before anyone has registered.
+    pub initial_clients: u32,
 }
 
 /// See [`ServerSetup::lookahead`].
@@ -170,6 +174,16 @@ impl Reject {
 impl Server {
     pub fn new(port: Port, s: ServerSetup) -> Self {
         let global_md = Arc::new(s.global.to_model_data());
+        let mut lookahead = s.lookahead;
+        if let Some(f) = &mut lookahead {
+            // Registration takes a while, all of it on the runtime thread; the first two
+            // rounds' data need not wait for it.
+            let n = (s.initial_clients as usize).min(s.cfg.max_num_clients) as u32;
+            let k = s.cfg.clients_per_round;
+            for r in (s.cfg.start_round..s.cfg.num_rounds).take(2) {
+                f(select(s.seed, k, r, (0..n).collect()).into_iter().collect());
+            }
+        }
         Server {
             ids: MessageIds::new(rng::stream(s.seed, "server-ids", NONE, NONE)),
             next_round: s.cfg.start_round,
@@ -182,7 +196,7 @@ impl Server {
             global_md,
             test: s.test,
             pool: s.pool,
-            lookahead: s.lookahead,
+            lookahead,
             clients: BTreeMap::new(),
             tokens: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -479,18 +493,8 @@ impl Server {
     }
 
     fn sample(&self, r: u32) -> BTreeSet<u32> {
-        let mut live: Vec<u32> = self.clients.keys().copied().collect();
-        let k = self.cfg.clients_per_round;
-        if k == 0 || k >= live.len() {
-            return live.into_iter().collect();
-        }
-        let mut rng = rng::stream(self.seed, "sample", NONE, u64::from(r));
-        for i in 0..k {
-            let j = rand::Rng::random_range(&mut rng, i..live.len());
-            live.swap(i, j);
-        }
-        live.truncate(k);
-        live.into_iter().collect()
+        let live = self.clients.keys().copied().collect();
+        select(self.seed, self.cfg.clients_per_round, r, live)
     }
 
     /// Tells the lookahead whom round `r` would select if the live clients stay as they are.
@@ -812,4 +816,19 @@ impl Server {
         self.phase = Phase::Done;
         self.port.finish();
     }
+}
+
+/// Round `r`'s clients: `k` of `live` (in id order), drawn with the round's own stream, or all
+/// of them when `k` is 0 or at least their number.
+fn select(seed: u64, k: usize, r: u32, mut live: Vec<u32>) -> BTreeSet<u32> {
+    if k == 0 || k >= live.len() {
+        return live.into_iter().collect();
+    }
+    let mut rng = rng::stream(seed, "sample", NONE, u64::from(r));
+    for i in 0..k {
+        let j = rand::Rng::random_range(&mut rng, i..live.len());
+        live.swap(i, j);
+    }
+    live.truncate(k);
+    live.into_iter().collect()
 }
