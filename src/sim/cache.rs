@@ -42,9 +42,15 @@ impl DataCache {
     }
 
     /// Queues the generation of `clients`' data in `pool`, so that it is ready when they
-    /// train. Results never depend on whether or when this runs.
+    /// train; clients whose data is already there queue nothing (the server's lookahead names
+    /// the same clients more than once). Results never depend on whether or when this runs.
     pub fn prefetch(self: &Arc<Self>, pool: &Arc<Pool>, clients: Vec<u32>) {
-        for c in clients {
+        let ready = |c: u32| {
+            self.slots
+                .get(c as usize)
+                .is_some_and(|slot| slot.get().is_some())
+        };
+        for c in clients.into_iter().filter(|&c| !ready(c)) {
             let cache = self.clone();
             pool.spawn(move || {
                 cache.get(c);

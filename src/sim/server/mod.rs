@@ -566,8 +566,9 @@ impl Server {
             waiting_since_min: false,
             task,
         });
-        // Data for the next round's clients (and in the first round, this round's) can be
-        // prepared on spare threads while this round runs, starting with the serving below.
+        // Data for the next round's clients can be prepared on spare threads while this round
+        // runs, starting with the serving below. In the first round this round's clients are
+        // named again, in case registration did not go as guessed in `new`.
         if r == self.cfg.start_round {
             self.look_ahead(r);
         }
