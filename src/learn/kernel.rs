@@ -46,10 +46,11 @@ pub(crate) fn output_major(w: ndarray::ArrayView2<f32>) -> Vec<f32> {
     match w.as_slice() {
         // The usual case: a standard-layout array, read row by row (ndarray's strided
         // iterator over the transpose costs more than the copy).
+        // Output row by output row, so the writes are contiguous and the reads a plain stride.
         Some(flat) => {
-            for (i, row) in flat.chunks_exact(m.max(1)).enumerate() {
-                for (j, v) in row.iter().enumerate() {
-                    out[j * kp + i] = *v;
+            for (j, row) in out.chunks_exact_mut(kp).enumerate() {
+                for (i, o) in row[..k].iter_mut().enumerate() {
+                    *o = flat[i * m + j];
                 }
             }
         }
@@ -60,6 +61,27 @@ pub(crate) fn output_major(w: ndarray::ArrayView2<f32>) -> Vec<f32> {
         }
     }
     out
+}
+
+/// The inverse of [`output_major`]: writes `wt` (outputs × padded inputs) into `w` (inputs ×
+/// outputs).
+pub(crate) fn input_major(wt: &[f32], w: &mut ndarray::ArrayViewMut2<f32>) {
+    let (k, m) = w.dim();
+    let kp = padded(k);
+    match w.as_slice_mut() {
+        Some(flat) => {
+            for (j, row) in wt.chunks_exact(kp).enumerate().take(m) {
+                for (i, v) in row[..k].iter().enumerate() {
+                    flat[i * m + j] = *v;
+                }
+            }
+        }
+        None => {
+            for ((i, j), v) in w.indexed_iter_mut() {
+                *v = wt[j * kp + i];
+            }
+        }
+    }
 }
 
 /// The fixed reduction of eight lane sums.
@@ -115,8 +137,10 @@ pub(crate) fn backprop(g: &[f32], wt: &[f32], m: usize, out: &mut [f32]) {
 
 /// `v = e^v`, elementwise, by [`exp`]'s fixed arithmetic: eight at a time in AVX2 where the CPU
 /// has it, with the same bits either way. (libm's `expf` picks its implementation by CPU, so
-/// its last bits are not promised to agree across machines.)
-pub(crate) fn exp_in_place(v: &mut [f32]) {
+/// its last bits are not promised to agree across machines.) The kernels use it inside
+/// [`softmax_rows`]; tests check it here on its own.
+#[cfg(test)]
+fn exp_in_place(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -166,6 +190,19 @@ pub(crate) fn exp(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// Turns each row's first `m` values (rows padded to `padded(m)`) into probabilities in place:
+/// subtract the row's maximum, take [`exp`], divide by the sum added in column order. The
+/// padding is left zero. The AVX2 version takes eight rows at once, one per lane, so every
+/// row still sees exactly the portable loop's operations in its order.
+pub(crate) fn softmax_rows(out: &mut [f32], m: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2::softmax_rows(out, m) };
+    }
+    portable::softmax_rows(out, m)
+}
+
 /// `w -= step·(w − center)`, elementwise: FedProx's proximal gradient step.
 pub(crate) fn pull_toward(w: &mut [f32], center: &[f32], step: f32) {
     for (wi, ci) in w.iter_mut().zip(center) {
@@ -210,6 +247,29 @@ mod portable {
         }
     }
 
+    pub fn softmax_rows(out: &mut [f32], m: usize) {
+        for row in out.chunks_exact_mut(padded(m).max(1)) {
+            let (row, padding) = row.split_at_mut(m);
+            // NaN never compares greater, so it is skipped as `f32::max` would skip it.
+            let mut max = f32::NEG_INFINITY;
+            for &v in row.iter() {
+                if v > max {
+                    max = v;
+                }
+            }
+            let mut sum = 0.0f32;
+            for v in row.iter_mut() {
+                *v = super::exp(*v - max);
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+            padding.fill(0.0);
+        }
+    }
+
     pub fn backprop(g: &[f32], wt: &[f32], m: usize, out: &mut [f32]) {
         let kp = wt.len() / m.max(1);
         for (gi, oi) in g.chunks_exact(padded(m)).zip(out.chunks_exact_mut(kp)) {
@@ -228,11 +288,12 @@ mod portable {
 mod avx2 {
     use std::arch::x86_64::{
         __m256, _mm256_add_epi32, _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps,
-        _mm256_cmp_ps, _mm256_cvtps_epi32, _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_loadu_ps,
-        _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_permute2f128_ps,
+        _mm256_cmp_ps, _mm256_cvtps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_fnmadd_ps,
+        _mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_permute2f128_ps,
         _mm256_permutevar8x32_ps, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps,
         _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32,
-        _mm256_storeu_ps, _CMP_LT_OQ, _CMP_NLE_UQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
+        _mm256_storeu_ps, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps, _CMP_LT_OQ,
+        _CMP_NLE_UQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
     };
 
     use super::{padded, LANES};
@@ -427,6 +488,7 @@ mod avx2 {
         _mm256_blendv_ps(e, _mm256_add_ps(x, _mm256_set1_ps(f32::INFINITY)), big)
     }
 
+    #[cfg(test)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn exp_in_place(v: &mut [f32]) {
         let (groups, rest) = v.as_chunks_mut::<LANES>();
@@ -439,6 +501,109 @@ mod avx2 {
             let e = exp8(load(&g));
             store(&mut g, e);
             rest.copy_from_slice(&g[..rest.len()]);
+        }
+    }
+
+    /// Most outputs [`softmax_rows`] keeps in registers; wider rows take the portable loop.
+    const SOFTMAX_MAX: usize = 16;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn softmax_rows(out: &mut [f32], m: usize) {
+        let mp = padded(m);
+        if m == 0 || m > SOFTMAX_MAX {
+            return super::portable::softmax_rows(out, m);
+        }
+        let whole = out.len() / (8 * mp) * 8 * mp;
+        let (blocks, rest) = out.split_at_mut(whole);
+        for block in blocks.chunks_exact_mut(8 * mp) {
+            // v[j] holds column j of the eight rows.
+            let mut v = columns(block, mp);
+            let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
+            for vj in &v[..m] {
+                // `v > max ? v : max`, lane by lane: the portable loop's test.
+                max = _mm256_max_ps(*vj, max);
+            }
+            let mut sum = _mm256_setzero_ps();
+            for vj in &mut v[..m] {
+                *vj = exp8(_mm256_sub_ps(*vj, max));
+                sum = _mm256_add_ps(sum, *vj);
+            }
+            let inv = _mm256_div_ps(_mm256_set1_ps(1.0), sum);
+            for vj in &mut v[..m] {
+                *vj = _mm256_mul_ps(*vj, inv);
+            }
+            // The padding columns go back as zeros.
+            v[m..].fill(_mm256_setzero_ps());
+            put_columns(block, mp, v);
+        }
+        super::portable::softmax_rows(rest, m);
+    }
+
+    /// The columns of eight rows of stride `mp` (8 or 16), one register each.
+    #[inline(always)]
+    fn columns(block: &[f32], mp: usize) -> [__m256; SOFTMAX_MAX] {
+        // SAFETY: plain register setup; only called from AVX2 functions.
+        let mut v = [unsafe { _mm256_setzero_ps() }; SOFTMAX_MAX];
+        for (h, half) in v.chunks_exact_mut(LANES).take(mp / LANES).enumerate() {
+            let rows: [__m256; 8] = std::array::from_fn(|r| {
+                let at = r * mp + h * LANES;
+                load(block[at..at + LANES].try_into().expect("eight lanes"))
+            });
+            half.copy_from_slice(&transpose8(rows));
+        }
+        v
+    }
+
+    /// Writes [`columns`]' registers back as rows.
+    #[inline(always)]
+    fn put_columns(block: &mut [f32], mp: usize, v: [__m256; SOFTMAX_MAX]) {
+        for (h, half) in v.chunks_exact(LANES).take(mp / LANES).enumerate() {
+            let rows = transpose8(half.try_into().expect("eight registers"));
+            for (r, row) in rows.iter().enumerate() {
+                let at = r * mp + h * LANES;
+                store(
+                    (&mut block[at..at + LANES])
+                        .try_into()
+                        .expect("eight lanes"),
+                    *row,
+                );
+            }
+        }
+    }
+
+    /// An 8×8 transpose: lane `k` of register `i` becomes lane `i` of register `k`.
+    #[inline(always)]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        // SAFETY: shuffles on registers; only called from AVX2 functions.
+        unsafe {
+            let t: [__m256; 8] = std::array::from_fn(|i| {
+                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+                if i % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
+            });
+            // t[0] = r0,r1 lanes 0,1 | 4,5 interleaved; t[1] the same for lanes 2,3 | 6,7.
+            let q: [__m256; 8] = std::array::from_fn(|i| {
+                let base = i / 4 * 4;
+                let (a, b) = (t[base + i % 4 / 2], t[base + 2 + i % 4 / 2]);
+                if i % 2 == 0 {
+                    _mm256_shuffle_ps::<0x44>(a, b)
+                } else {
+                    _mm256_shuffle_ps::<0xEE>(a, b)
+                }
+            });
+            // q[k] for k < 4 holds lane k (low half) and k + 4 (high half) of r0..r3; q[k + 4]
+            // the same of r4..r7.
+            std::array::from_fn(|k| {
+                let (a, b) = (q[k % 4], q[4 + k % 4]);
+                if k < 4 {
+                    _mm256_permute2f128_ps::<0x20>(a, b)
+                } else {
+                    _mm256_permute2f128_ps::<0x31>(a, b)
+                }
+            })
         }
     }
 
@@ -556,7 +721,7 @@ mod tests {
     }
 
     #[test]
-    fn output_major_transposes_any_layout_and_pads() {
+    fn output_major_transposes_any_layout_and_pads_and_input_major_undoes_it() {
         let w = ndarray::Array2::from_shape_fn((3, 2), |(i, j)| (10 * i + j) as f32);
         let expected = [0.0, 10.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 11.0, 21.0];
         let got = output_major(w.view());
@@ -567,6 +732,46 @@ mod tests {
         let f = w.t().as_standard_layout().into_owned().reversed_axes();
         assert!(f.as_slice().is_none());
         assert_eq!(output_major(f.view()), got);
+        // And back, into either layout.
+        let mut back = ndarray::Array2::zeros((3, 2));
+        input_major(&got, &mut back.view_mut());
+        assert_eq!(back, w);
+        let mut back_f = ndarray::Array2::zeros((2, 3)).reversed_axes();
+        input_major(&got, &mut back_f.view_mut());
+        assert_eq!(back_f, w);
+    }
+
+    #[test]
+    fn softmax_rows_are_probabilities_and_the_same_bits_on_both_paths() {
+        // Row counts off and on a multiple of eight; widths through the register limit and past
+        // it; rows with a NaN, an infinity and ties.
+        for (n, m) in [(19, 10), (8, 3), (11, 16), (9, 17), (5, 1)] {
+            let mp = padded(m);
+            let mut logits = Vec::new();
+            pad_rows(&ramp(n * m, 0.7), m, &mut logits);
+            logits[mp] = f32::NAN;
+            logits[2 * mp + m - 1] = f32::INFINITY;
+            logits[3 * mp..3 * mp + m].fill(2.5);
+            let (mut fast, mut slow) = (logits.clone(), logits.clone());
+            softmax_rows(&mut fast, m);
+            portable::softmax_rows(&mut slow, m);
+            assert_eq!(bits(&fast), bits(&slow), "n={n} m={m}");
+            for (i, row) in fast.chunks_exact(mp).enumerate() {
+                assert!(row[m..].iter().all(|v| *v == 0.0));
+                if i == 0 || i >= 4 {
+                    let sum: f32 = row.iter().sum();
+                    assert!((sum - 1.0).abs() < 1e-5, "row {i} sums to {sum}");
+                    let top = super::super::data::argmax(&row[..m]);
+                    let top_logit = super::super::data::argmax(&logits[i * mp..i * mp + m]);
+                    assert_eq!(top, top_logit);
+                }
+            }
+            if m > 1 {
+                assert!(fast[3 * mp..3 * mp + m]
+                    .iter()
+                    .all(|p| *p == 1.0 / m as f32));
+            }
+        }
     }
 
     fn bits(v: &[f32]) -> Vec<u32> {

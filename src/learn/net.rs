@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Ix2};
+use ndarray::{ArrayD, ArrayViewMut2, Ix2};
 
 use super::data::{argmax, TargetsView};
 use super::kernel;
@@ -37,10 +37,7 @@ impl Dense {
 
     fn write_arrays(&self, w: &mut ArrayD<f32>, b: &mut ArrayD<f32>) {
         let mut w: ArrayViewMut2<f32> = w.view_mut().into_dimensionality().expect("2-d weight");
-        let kp = kernel::padded(self.inputs);
-        let wt = ArrayView2::from_shape((self.outputs(), kp), &self.wt)
-            .expect("weights match their shape");
-        w.assign(&wt.slice(ndarray::s![.., ..self.inputs]).t());
+        kernel::input_major(&self.wt, &mut w);
         for (dst, src) in b.iter_mut().zip(&self.b) {
             *dst = *src;
         }
@@ -201,39 +198,11 @@ fn output_gradient(out: &mut [f32], m: usize, y: TargetsView) -> f64 {
 }
 
 /// Turns rows of `m` logits (padded) into probabilities in place; returns the cross-entropy
-/// summed over rows, row by row, against `classes`. The exponentials of all rows are taken in
-/// one pass: one row's are too few to keep the vector units busy.
+/// summed over rows, row by row, against `classes`.
 fn softmax_xent(out: &mut [f32], m: usize, classes: &[u32]) -> f64 {
-    let mp = kernel::padded(m);
-    for row in out.chunks_exact_mut(mp) {
-        let row = &mut row[..m];
-        // NaN never compares greater, so it is skipped as `f32::max` would skip it.
-        let mut max = f32::NEG_INFINITY;
-        for &v in row.iter() {
-            if v > max {
-                max = v;
-            }
-        }
-        for v in row.iter_mut() {
-            *v -= max;
-        }
-    }
-    kernel::exp_in_place(out);
+    kernel::softmax_rows(out, m);
     let mut loss = 0.0;
-    for (row, &k) in out.chunks_exact_mut(mp).zip(classes) {
-        let (row, padding) = row.split_at_mut(m);
-        // The padding went through exp too; it is zero again, as the kernels expect.
-        for v in padding {
-            *v = 0.0;
-        }
-        let mut sum = 0.0f32;
-        for &v in row.iter() {
-            sum += v;
-        }
-        let inv = 1.0 / sum;
-        for v in row.iter_mut() {
-            *v *= inv;
-        }
+    for (row, &k) in out.chunks_exact(kernel::padded(m)).zip(classes) {
         loss += -f64::from(row[k as usize].max(1e-12)).ln();
     }
     loss
