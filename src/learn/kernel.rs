@@ -30,11 +30,12 @@ pub(crate) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
     let kp = padded(k);
     out.clear();
     out.reserve(x.len() / k.max(1) * kp);
-    // Row, then its padding: one pass over the memory (zero-filling first would be two).
-    for src in x.chunks_exact(k.max(1)) {
-        out.extend_from_slice(src);
-        out.extend(std::iter::repeat_n(0.0, kp - src.len()));
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && k > 0 {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2::pad_rows(x, k, out) };
     }
+    portable::pad_rows(x, k, out)
 }
 
 /// Weights `w` (inputs × outputs, the wire's layout) as the kernels keep them: outputs ×
@@ -247,6 +248,15 @@ mod portable {
         }
     }
 
+    pub fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
+        let kp = padded(k);
+        // Row, then its padding: one pass over the memory (zero-filling first would be two).
+        for src in x.chunks_exact(k.max(1)) {
+            out.extend_from_slice(src);
+            out.extend(std::iter::repeat_n(0.0, kp - src.len()));
+        }
+    }
+
     pub fn softmax_rows(out: &mut [f32], m: usize) {
         for row in out.chunks_exact_mut(padded(m).max(1)) {
             let (row, padding) = row.split_at_mut(m);
@@ -288,12 +298,12 @@ mod portable {
 mod avx2 {
     use std::arch::x86_64::{
         __m256, _mm256_add_epi32, _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps,
-        _mm256_cmp_ps, _mm256_cvtps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_fnmadd_ps,
-        _mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_permute2f128_ps,
-        _mm256_permutevar8x32_ps, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps,
-        _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32,
-        _mm256_storeu_ps, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps, _CMP_LT_OQ,
-        _CMP_NLE_UQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
+        _mm256_cmp_ps, _mm256_cmpgt_epi32, _mm256_cvtps_epi32, _mm256_div_ps, _mm256_fmadd_ps,
+        _mm256_fnmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_max_ps, _mm256_min_ps,
+        _mm256_mul_ps, _mm256_permute2f128_ps, _mm256_permutevar8x32_ps, _mm256_round_ps,
+        _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps,
+        _mm256_slli_epi32, _mm256_storeu_ps, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+        _CMP_LT_OQ, _CMP_NLE_UQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
     };
 
     use super::{padded, LANES};
@@ -502,6 +512,39 @@ mod avx2 {
             store(&mut g, e);
             rest.copy_from_slice(&g[..rest.len()]);
         }
+    }
+
+    /// [`super::pad_rows`] one lane group at a time, the row's last group loaded under a mask
+    /// that reads zeros for the padding: a short row's libc memcpy and memset calls cost more
+    /// than the copying itself.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
+        let kp = padded(k);
+        let rows = x.len() / k;
+        let tail = k % LANES;
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(tail as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        let dst = &mut out.spare_capacity_mut()[..rows * kp];
+        for (src, row) in x.chunks_exact(k).zip(dst.chunks_exact_mut(kp)) {
+            let at = row.as_mut_ptr().cast::<f32>();
+            let (groups, rest) = src.as_chunks::<LANES>();
+            for (q, g) in groups.iter().enumerate() {
+                // SAFETY: group q of a row of kp ≥ (q + 1)·8 floats.
+                unsafe { _mm256_storeu_ps(at.add(q * LANES), load(g)) };
+            }
+            if tail > 0 {
+                // SAFETY: the mask reads only the row's last `tail` floats, which `rest` holds;
+                // the group written is the row's last, padding included.
+                unsafe {
+                    let v = _mm256_maskload_ps(rest.as_ptr(), mask);
+                    _mm256_storeu_ps(at.add(groups.len() * LANES), v);
+                }
+            }
+        }
+        // SAFETY: every float of the first rows·kp spare slots was written above.
+        unsafe { out.set_len(out.len() + rows * kp) };
     }
 
     /// Most outputs [`softmax_rows`] keeps in registers; wider rows take the portable loop.
@@ -789,6 +832,13 @@ mod tests {
         ] {
             let (kp, mp) = (padded(k), padded(m));
             let (x, wt, b, g) = operands(n, k, m);
+            let raw = ramp(n * k, 0.013);
+            let (mut fast, mut slow) = (vec![1.0; 3], Vec::new());
+            pad_rows(&raw, k, &mut fast);
+            portable::pad_rows(&raw, k, &mut slow);
+            assert_eq!(bits(&fast), bits(&slow));
+            assert_eq!(fast.len(), n * kp);
+
             let (mut fast, mut slow) = (vec![0.0; n * mp], vec![0.0; n * mp]);
             affine(&x, &wt, &b, &mut fast);
             portable::affine(&x, &wt, &b, &mut slow);
