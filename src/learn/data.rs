@@ -472,12 +472,16 @@ impl DataSpec {
         m: usize,
     ) -> (Array2<f32>, Array2<f32>) {
         let d = self.features;
+        // All the draws at once, row after row: the same values as a row at a time.
+        let mut z = vec![0.0; m * d];
+        normal::fill(r, &mut z);
         let mut x = Array2::<f32>::zeros((m, d));
         let flat = x.as_slice_mut().expect("fresh array");
-        let mut z = vec![0.0; d];
-        for row in flat.chunks_exact_mut(d) {
-            normal::fill(r, &mut z);
-            for (((v, mean), std), z) in row.iter_mut().zip(&dist.mean).zip(&dist.std).zip(&z) {
+        for (row, z) in flat
+            .chunks_exact_mut(d.max(1))
+            .zip(z.chunks_exact(d.max(1)))
+        {
+            for (((v, mean), std), z) in row.iter_mut().zip(&dist.mean).zip(&dist.std).zip(z) {
                 *v = mean + std * *z as f32;
             }
         }

@@ -1,5 +1,7 @@
 //! Local learning: synthetic federated data and the models clients train on it.
 
+/// A stream's ChaCha words sixteen blocks at a time, for bulk readers.
+mod chacha;
 pub mod data;
 /// Dense f32 kernels for small layers, deterministic across CPUs.
 mod kernel;

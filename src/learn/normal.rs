@@ -12,31 +12,91 @@
 //! The invariant that keeps the stream position exact: a chunk never holds more words than
 //! draws are still to come, and every draw reads at least one word. So no fetched word is ever
 //! left unread, and a slow draw that runs past the chunk reads straight from the stream.
+//!
+//! Large fills read the stream's words through a [`Keystream`] where the CPU has AVX-512: the
+//! same words, made sixteen blocks at a time.
 
 use std::sync::OnceLock;
 
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, StandardNormal};
 
+use super::chacha::Keystream;
 use crate::rng::Stream;
 
 /// Words fetched from the stream at a time.
 const CHUNK: usize = 64;
 
+/// Fewest draws worth a [`Keystream`]: starting one and moving the stream past it after cost
+/// about what 256 draws save.
+const KEYSTREAM_MIN: usize = 256;
+
 /// Fills `out` with standard normal draws from `rng`: the same values, and the same stream
 /// position after, as `out.len()` calls of `rng.sample(StandardNormal)`.
 pub(crate) fn fill(rng: &mut Stream, out: &mut [f64]) {
+    if out.len() >= KEYSTREAM_MIN {
+        if let Some(mut words) = Keystream::at(rng) {
+            fill_from(&mut Source::Keystream(&mut words), out);
+            return words.finish(rng);
+        }
+    }
+    fill_from(&mut Source::Stream(rng), out)
+}
+
+/// [`fill`] from either source of the stream's words.
+fn fill_from(src: &mut Source, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { avx2::fill(rng, out) };
+        return unsafe { avx2::fill(src, out) };
     }
-    fill_with(rng, out, fast_path4)
+    fill_with(src, out, fast_path4)
+}
+
+/// Where a fill reads the stream's words: the [`Stream`] itself, or a [`Keystream`] standing
+/// where it stands. Both give the same words. (An enum rather than a type parameter: more
+/// copies of the fill loop were enough for the compiler to stop inlining the AVX2 fast path.)
+enum Source<'a> {
+    Stream(&'a mut Stream),
+    Keystream(&'a mut Keystream),
+}
+
+impl Source<'_> {
+    /// The next `out.len()` words.
+    fn words(&mut self, out: &mut [u64]) {
+        match self {
+            Source::Stream(s) => s.fill(out),
+            Source::Keystream(k) => k.words(out),
+        }
+    }
+}
+
+impl RngCore for Source<'_> {
+    fn next_u64(&mut self) -> u64 {
+        match self {
+            Source::Stream(s) => s.next_u64(),
+            Source::Keystream(k) => k.next_u64(),
+        }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        match self {
+            Source::Stream(s) => s.next_u32(),
+            Source::Keystream(k) => k.next_u32(),
+        }
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        match self {
+            Source::Stream(s) => s.fill_bytes(dst),
+            Source::Keystream(k) => k.fill_bytes(dst),
+        }
+    }
 }
 
 /// [`fill`], trying four words at a time with `four` (a version of [`fast_path4`]).
 #[inline(always)]
-fn fill_with<F>(rng: &mut Stream, out: &mut [f64], four: F)
+fn fill_with<F>(rng: &mut Source, out: &mut [f64], four: F)
 where
     F: Fn(&[f64; 257], &[u64]) -> Option<[f64; 4]>,
 {
@@ -45,7 +105,7 @@ where
     let mut done = 0;
     while done < out.len() {
         let want = (out.len() - done).min(CHUNK);
-        rng.fill(&mut words[..want]);
+        rng.words(&mut words[..want]);
         let mut read = 0;
         while read < want {
             // Four at once while all four take the fast path (about 96% of the time).
@@ -105,12 +165,12 @@ mod avx2 {
         _mm256_set1_pd, _mm256_srli_epi64, _mm256_storeu_pd, _mm256_sub_pd, _CMP_LT_OQ,
     };
 
-    use crate::rng::Stream;
+    use super::Source;
 
-    /// [`super::fill`] with [`fast_path4`] in AVX2 registers.
+    /// [`super::fill_from`] with [`fast_path4`] in AVX2 registers.
     #[target_feature(enable = "avx2")]
-    pub(super) fn fill(rng: &mut Stream, out: &mut [f64]) {
-        super::fill_with(rng, out, fast_path4)
+    pub(super) fn fill(src: &mut Source, out: &mut [f64]) {
+        super::fill_with(src, out, fast_path4)
     }
 
     /// [`super::fast_path4`] on four lanes: the same operations, the same bits.
@@ -139,13 +199,13 @@ mod avx2 {
 }
 
 /// The chunk's words, then the stream itself: what the slow path reads as its RNG.
-struct Words<'a> {
+struct Words<'a, 'b> {
     words: &'a [u64],
     read: usize,
-    rng: &'a mut Stream,
+    rng: &'a mut Source<'b>,
 }
 
-impl RngCore for Words<'_> {
+impl RngCore for Words<'_, '_> {
     fn next_u64(&mut self) -> u64 {
         match self.words.get(self.read) {
             Some(&w) => {
@@ -229,7 +289,7 @@ mod tests {
             if turn % 2 == 0 {
                 fill(&mut bulk, &mut got);
             } else {
-                fill_with(&mut bulk, &mut got, fast_path4);
+                fill_with(&mut Source::Stream(&mut bulk), &mut got, fast_path4);
             }
             for (k, g) in got.iter().enumerate() {
                 let want: f64 = single.sample(StandardNormal);
