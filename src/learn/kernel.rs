@@ -514,32 +514,26 @@ mod avx2 {
         }
     }
 
-    /// [`super::pad_rows`] one lane group at a time, the row's last group loaded under a mask
-    /// that reads zeros for the padding: a short row's libc memcpy and memset calls cost more
-    /// than the copying itself.
+    /// [`super::pad_rows`] one lane group at a time, each loaded under a mask that reads zeros
+    /// past the row's end: a short row's libc memcpy and memset calls cost more than the
+    /// copying itself. (With plain loads for the whole groups, the compiler turns the loop back
+    /// into a memcpy call.)
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
         let kp = padded(k);
         let rows = x.len() / k;
-        let tail = k % LANES;
-        let mask = _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(tail as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        );
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let dst = &mut out.spare_capacity_mut()[..rows * kp];
         for (src, row) in x.chunks_exact(k).zip(dst.chunks_exact_mut(kp)) {
             let at = row.as_mut_ptr().cast::<f32>();
-            let (groups, rest) = src.as_chunks::<LANES>();
-            for (q, g) in groups.iter().enumerate() {
-                // SAFETY: group q of a row of kp ≥ (q + 1)·8 floats.
-                unsafe { _mm256_storeu_ps(at.add(q * LANES), load(g)) };
-            }
-            if tail > 0 {
-                // SAFETY: the mask reads only the row's last `tail` floats, which `rest` holds;
-                // the group written is the row's last, padding included.
+            for q in 0..kp / LANES {
+                // Lanes still inside the row: all eight but in its last group.
+                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((k - q * LANES) as i32), lane);
+                // SAFETY: the mask reads only lanes q·8 + l < k, inside `src`; group q of a
+                // row of kp = (kp / 8)·8 floats is inside `row`.
                 unsafe {
-                    let v = _mm256_maskload_ps(rest.as_ptr(), mask);
-                    _mm256_storeu_ps(at.add(groups.len() * LANES), v);
+                    let v = _mm256_maskload_ps(src.as_ptr().add(q * LANES), mask);
+                    _mm256_storeu_ps(at.add(q * LANES), v);
                 }
             }
         }
