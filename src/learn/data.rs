@@ -475,16 +475,19 @@ impl DataSpec {
         // All the draws at once, row after row: the same values as a row at a time.
         let mut z = vec![0.0; m * d];
         normal::fill(r, &mut z);
-        let mut x = Array2::<f32>::zeros((m, d));
-        let flat = x.as_slice_mut().expect("fresh array");
-        for (row, z) in flat
-            .chunks_exact_mut(d.max(1))
-            .zip(z.chunks_exact(d.max(1)))
-        {
-            for (((v, mean), std), z) in row.iter_mut().zip(&dist.mean).zip(&dist.std).zip(z) {
-                *v = mean + std * *z as f32;
-            }
+        // Written once, not zero-filled first.
+        let (mean, std) = (dist.mean.as_slice(), dist.std.as_slice());
+        let (mean, std) = (mean.expect("contiguous"), std.expect("contiguous"));
+        let mut values = Vec::with_capacity(m * d);
+        for z in z.chunks_exact(d.max(1)) {
+            values.extend(
+                z.iter()
+                    .zip(mean)
+                    .zip(std)
+                    .map(|((z, mean), std)| mean + std * *z as f32),
+            );
         }
+        let x = Array2::from_shape_vec((m, d), values).expect("m rows of d draws");
         let c = dist.b.len();
         let mut xp = Vec::new();
         kernel::pad_rows(x.as_slice().expect("fresh array"), d, &mut xp);
