@@ -330,6 +330,13 @@ mod avx2 {
         out
     }
 
+    /// `x` in all eight lanes.
+    #[inline(always)]
+    fn splat(x: f32) -> __m256 {
+        // SAFETY: plain register setup; only called from AVX2 functions.
+        unsafe { _mm256_set1_ps(x) }
+    }
+
     /// `acc + x·y`, rounded once (fused), like the portable loop's `f32::mul_add`.
     #[inline(always)]
     fn mul_add(acc: __m256, x: __m256, y: __m256) -> __m256 {
@@ -339,8 +346,20 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
+        let kc = wt.len() / b.len().max(1) / LANES;
+        // Up to 64 inputs (W1 has 60) are eight lane groups: with the count a constant, the
+        // compiler unrolls the products fully.
+        if kc == 8 {
+            affine_groups(x, wt, b, out, 8)
+        } else {
+            affine_groups(x, wt, b, out, kc)
+        }
+    }
+
+    /// [`affine`] for rows of `kc` lane groups.
+    #[inline(always)]
+    fn affine_groups(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
         let m = b.len();
-        let kc = wt.len() / m.max(1) / LANES;
         let w = wt.as_chunks::<LANES>().0;
         let rows = out.chunks_exact_mut(padded(m));
         for (xc, oi) in x.as_chunks::<LANES>().0.chunks_exact(kc).zip(rows) {
@@ -430,8 +449,19 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32]) {
-        let (m, mp) = (b.len(), padded(b.len()));
-        let kc = wt.len() / m.max(1) / LANES;
+        let kc = wt.len() / b.len().max(1) / LANES;
+        // As in `affine`: eight lane groups, a constant, unroll.
+        if kc == 8 {
+            step_groups(x, g, s, wt, b, 8)
+        } else {
+            step_groups(x, g, s, wt, b, kc)
+        }
+    }
+
+    /// [`affine_step`] for rows of `kc` lane groups.
+    #[inline(always)]
+    fn step_groups(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32], kc: usize) {
+        let mp = padded(b.len());
         let n = g.len() / mp.max(1);
         let xs = x.as_chunks::<LANES>().0;
         let wc = wt.as_chunks_mut::<LANES>().0;
@@ -445,7 +475,7 @@ mod avx2 {
             for (c0, block) in blocks.iter_mut().enumerate().map(|(q, b)| (q * 8, b)) {
                 let mut acc = block.map(|w| load(&w));
                 for (ai, xi) in a.iter().zip(xs.chunks_exact(kc)) {
-                    let ai = _mm256_set1_ps(*ai);
+                    let ai = splat(*ai);
                     for (v, xv) in acc.iter_mut().zip(&xi[c0..c0 + 8]) {
                         *v = mul_add(*v, ai, load(xv));
                     }
@@ -458,7 +488,7 @@ mod avx2 {
             for (q, w) in rest.iter_mut().enumerate() {
                 let mut v = load(w);
                 for (ai, xi) in a.iter().zip(xs.chunks_exact(kc)) {
-                    v = mul_add(v, _mm256_set1_ps(*ai), load(&xi[c0 + q]));
+                    v = mul_add(v, splat(*ai), load(&xi[c0 + q]));
                 }
                 store(w, v);
             }
