@@ -414,19 +414,15 @@ impl DataSpec {
         let (x, out) = self.candidates(dist, r, n);
         if !self.is_classification() {
             let y = out
-                .column(0)
-                .iter()
-                .map(|v| v + 0.1 * normal(r) as f32)
+                .rows()
+                .map(|row| row[0] + 0.1 * normal(r) as f32)
                 .collect();
             return Dataset {
                 x,
                 y: Targets::Values(y),
             };
         }
-        let classes: Vec<u32> = out
-            .outer_iter()
-            .map(|row| argmax(row.as_slice().expect("row-major")) as u32)
-            .collect();
+        let classes = out.classes();
         let Some(mut quotas) = quotas else {
             return Dataset {
                 x,
@@ -447,10 +443,7 @@ impl DataSpec {
                 break;
             }
             let (nx, out) = self.candidates(dist, r, n);
-            classes = out
-                .outer_iter()
-                .map(|row| argmax(row.as_slice().expect("row-major")) as u32)
-                .collect();
+            classes = out.classes();
             x = nx;
             drawn += n;
         }
@@ -465,12 +458,7 @@ impl DataSpec {
     }
 
     /// `m` feature rows from the client's distribution and their outputs `x·w + b`.
-    fn candidates(
-        &self,
-        dist: &ClientDist,
-        r: &mut Stream,
-        m: usize,
-    ) -> (Array2<f32>, Array2<f32>) {
+    fn candidates(&self, dist: &ClientDist, r: &mut Stream, m: usize) -> (Array2<f32>, Outputs) {
         let d = self.features;
         // All the draws at once, row after row: the same values as a row at a time.
         let mut z = vec![0.0; m * d];
@@ -493,8 +481,28 @@ impl DataSpec {
         kernel::pad_rows(x.as_slice().expect("fresh array"), d, &mut xp);
         let mut out = vec![0.0; m * kernel::padded(c)];
         kernel::affine(&xp, &dist.wt, &dist.b, &mut out);
-        let out = Array2::from_shape_vec((m, kernel::padded(c)), out).expect("m rows");
-        (x, out.slice_move(ndarray::s![.., ..c]))
+        (x, Outputs { values: out, c })
+    }
+}
+
+/// Candidate rows' outputs as the kernels leave them: rows of `c` values, padded.
+struct Outputs {
+    values: Vec<f32>,
+    c: usize,
+}
+
+impl Outputs {
+    /// Each row's `c` outputs.
+    fn rows(&self) -> impl Iterator<Item = &[f32]> {
+        let c = self.c;
+        self.values
+            .chunks_exact(kernel::padded(c).max(1))
+            .map(move |row| &row[..c])
+    }
+
+    /// Each row's label: the index of its largest output.
+    fn classes(&self) -> Vec<u32> {
+        self.rows().map(|row| argmax(row) as u32).collect()
     }
 }
 
