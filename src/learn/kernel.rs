@@ -45,9 +45,9 @@ pub(crate) fn output_major(w: ndarray::ArrayView2<f32>) -> Vec<f32> {
     let kp = padded(k);
     let mut out = vec![0.0; m * kp];
     match w.as_slice() {
-        // The usual case: a standard-layout array, read row by row (ndarray's strided
-        // iterator over the transpose costs more than the copy).
-        // Output row by output row, so the writes are contiguous and the reads a plain stride.
+        // The usual case: a standard-layout array, written output row by output row so the
+        // writes are contiguous and the reads a plain stride (ndarray's strided iterator over
+        // the transpose costs more than the copy).
         Some(flat) => {
             for (j, row) in out.chunks_exact_mut(kp).enumerate() {
                 for (i, o) in row[..k].iter_mut().enumerate() {
@@ -572,7 +572,7 @@ mod avx2 {
     }
 
     /// Most outputs [`softmax_rows`] keeps in registers; wider rows take the portable loop.
-    const SOFTMAX_MAX: usize = 16;
+    const SOFTMAX_MAX: usize = 2 * LANES;
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn softmax_rows(out: &mut [f32], m: usize) {
@@ -582,59 +582,58 @@ mod avx2 {
         }
         let whole = out.len() / (8 * mp) * 8 * mp;
         let (blocks, rest) = out.split_at_mut(whole);
+        let zero = _mm256_setzero_ps();
         for block in blocks.chunks_exact_mut(8 * mp) {
-            // v[j] holds column j of the eight rows.
-            let mut v = columns(block, mp);
-            let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
-            for vj in &v[..m] {
-                // `v > max ? v : max`, lane by lane: the portable loop's test.
-                max = _mm256_max_ps(*vj, max);
+            // v[h][c] holds column 8h + c of the eight rows (one row per lane); columns past
+            // the row's stride stay zero.
+            let mut v = [[zero; LANES]; 2];
+            for (h, half) in v.iter_mut().enumerate().take(mp / LANES) {
+                *half = transpose8(rows8(block, mp, h));
             }
-            let mut sum = _mm256_setzero_ps();
-            for vj in &mut v[..m] {
-                *vj = exp8(_mm256_sub_ps(*vj, max));
-                sum = _mm256_add_ps(sum, *vj);
+            let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
+            for c in v.as_flattened().iter().take(m) {
+                // `v > max ? v : max`, lane by lane: the portable loop's test.
+                max = _mm256_max_ps(*c, max);
+            }
+            let mut sum = zero;
+            for c in v.as_flattened_mut().iter_mut().take(m) {
+                *c = exp8(_mm256_sub_ps(*c, max));
+                sum = _mm256_add_ps(sum, *c);
             }
             let inv = _mm256_div_ps(_mm256_set1_ps(1.0), sum);
-            for vj in &mut v[..m] {
-                *vj = _mm256_mul_ps(*vj, inv);
+            for (j, c) in v.as_flattened_mut().iter_mut().enumerate() {
+                // The padding columns go back as zeros.
+                *c = if j < m { _mm256_mul_ps(*c, inv) } else { zero };
             }
-            // The padding columns go back as zeros.
-            v[m..].fill(_mm256_setzero_ps());
-            put_columns(block, mp, v);
+            for (h, half) in v.iter().enumerate().take(mp / LANES) {
+                put_rows8(block, mp, h, transpose8(*half));
+            }
         }
         super::portable::softmax_rows(rest, m);
     }
 
-    /// The columns of eight rows of stride `mp` (8 or 16), one register each.
+    /// Lane group `h` of each of the eight rows (stride `mp`) in `block`.
     #[inline(always)]
-    fn columns(block: &[f32], mp: usize) -> [__m256; SOFTMAX_MAX] {
-        // SAFETY: plain register setup; only called from AVX2 functions.
-        let mut v = [unsafe { _mm256_setzero_ps() }; SOFTMAX_MAX];
-        for (h, half) in v.chunks_exact_mut(LANES).take(mp / LANES).enumerate() {
-            let rows: [__m256; 8] = std::array::from_fn(|r| {
-                let at = r * mp + h * LANES;
-                load(block[at..at + LANES].try_into().expect("eight lanes"))
-            });
-            half.copy_from_slice(&transpose8(rows));
+    fn rows8(block: &[f32], mp: usize, h: usize) -> [__m256; 8] {
+        let mut rows = [splat(0.0); 8];
+        for (r, v) in rows.iter_mut().enumerate() {
+            let at = r * mp + h * LANES;
+            *v = load(block[at..at + LANES].try_into().expect("eight lanes"));
         }
-        v
+        rows
     }
 
-    /// Writes [`columns`]' registers back as rows.
+    /// The inverse of [`rows8`].
     #[inline(always)]
-    fn put_columns(block: &mut [f32], mp: usize, v: [__m256; SOFTMAX_MAX]) {
-        for (h, half) in v.chunks_exact(LANES).take(mp / LANES).enumerate() {
-            let rows = transpose8(half.try_into().expect("eight registers"));
-            for (r, row) in rows.iter().enumerate() {
-                let at = r * mp + h * LANES;
-                store(
-                    (&mut block[at..at + LANES])
-                        .try_into()
-                        .expect("eight lanes"),
-                    *row,
-                );
-            }
+    fn put_rows8(block: &mut [f32], mp: usize, h: usize, rows: [__m256; 8]) {
+        for (r, v) in rows.iter().enumerate() {
+            let at = r * mp + h * LANES;
+            store(
+                (&mut block[at..at + LANES])
+                    .try_into()
+                    .expect("eight lanes"),
+                *v,
+            );
         }
     }
 
@@ -643,34 +642,36 @@ mod avx2 {
     fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
         // SAFETY: shuffles on registers; only called from AVX2 functions.
         unsafe {
-            let t: [__m256; 8] = std::array::from_fn(|i| {
-                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
-                if i % 2 == 0 {
-                    _mm256_unpacklo_ps(a, b)
-                } else {
-                    _mm256_unpackhi_ps(a, b)
-                }
-            });
-            // t[0] = r0,r1 lanes 0,1 | 4,5 interleaved; t[1] the same for lanes 2,3 | 6,7.
-            let q: [__m256; 8] = std::array::from_fn(|i| {
-                let base = i / 4 * 4;
-                let (a, b) = (t[base + i % 4 / 2], t[base + 2 + i % 4 / 2]);
-                if i % 2 == 0 {
-                    _mm256_shuffle_ps::<0x44>(a, b)
-                } else {
-                    _mm256_shuffle_ps::<0xEE>(a, b)
-                }
-            });
-            // q[k] for k < 4 holds lane k (low half) and k + 4 (high half) of r0..r3; q[k + 4]
-            // the same of r4..r7.
-            std::array::from_fn(|k| {
-                let (a, b) = (q[k % 4], q[4 + k % 4]);
-                if k < 4 {
-                    _mm256_permute2f128_ps::<0x20>(a, b)
-                } else {
-                    _mm256_permute2f128_ps::<0x31>(a, b)
-                }
-            })
+            // Pairs of rows interleaved: t0 holds rows 0, 1 at lanes 0, 1 | 4, 5; t1 the same at
+            // lanes 2, 3 | 6, 7.
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            // qk holds lane k (low half) and k + 4 (high half) of rows 0-3; q(k + 4) of rows
+            // 4-7.
+            let q0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let q1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let q2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let q3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let q4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let q5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let q6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let q7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            [
+                _mm256_permute2f128_ps::<0x20>(q0, q4),
+                _mm256_permute2f128_ps::<0x20>(q1, q5),
+                _mm256_permute2f128_ps::<0x20>(q2, q6),
+                _mm256_permute2f128_ps::<0x20>(q3, q7),
+                _mm256_permute2f128_ps::<0x31>(q0, q4),
+                _mm256_permute2f128_ps::<0x31>(q1, q5),
+                _mm256_permute2f128_ps::<0x31>(q2, q6),
+                _mm256_permute2f128_ps::<0x31>(q3, q7),
+            ]
         }
     }
 
