@@ -529,13 +529,16 @@ fn normal_matrix(r: &mut Stream, rows: usize, cols: usize, mean: f64, std: f64) 
     Array2::from_shape_vec((rows, cols), values).expect("rows × cols values")
 }
 
-/// Index of the largest value; the first one on ties.
+/// Index of the largest value; the first one on ties, and 0 when `v[0]` is NaN (NaN never
+/// compares greater, nor does anything compare greater than it). Written without a branch on
+/// the comparison: labels are as good as random, so a branch would be mispredicted on most
+/// rows.
 pub(crate) fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
+    let (mut best, mut top) = (0, v.first().copied().unwrap_or(f32::NAN));
+    for (i, &x) in v.iter().enumerate() {
+        let better = x > top;
+        best = if better { i } else { best };
+        top = if better { x } else { top };
     }
     best
 }
@@ -543,6 +546,16 @@ pub(crate) fn argmax(v: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_largest_and_skips_nan() {
+        assert_eq!(argmax(&[1.0, 3.0, 2.0, 3.0]), 1);
+        assert_eq!(argmax(&[1.0, f32::NAN, 2.0]), 2);
+        assert_eq!(argmax(&[f32::NAN, 5.0, 7.0]), 0);
+        assert_eq!(argmax(&[-0.0, 0.0]), 0);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, -1.0]), 1);
+        assert_eq!(argmax(&[]), 0);
+    }
 
     #[test]
     fn client_data_is_reproducible_and_per_client() {
