@@ -2,7 +2,7 @@
 //! `(seed, purpose, client, round)`, so what one client draws never shifts what another does,
 //! and adding a consumer changes no existing stream.
 
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// A stream of randomness, portable across platforms and Rust versions.
@@ -29,6 +29,14 @@ pub fn stream(seed: u64, purpose: &str, client: u64, round: u64) -> Stream {
         chunk.copy_from_slice(&w.to_le_bytes());
     }
     ChaCha8Rng::from_seed(key)
+}
+
+/// Bytes from whole u64 words, little-endian: `fill_bytes` for word sources that hand out
+/// u64s only (the normal sampler's readers and the AVX-512 keystream).
+pub(crate) fn fill_bytes_from_u64(rng: &mut impl RngCore, dst: &mut [u8]) {
+    for chunk in dst.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
+    }
 }
 
 /// SplitMix64's finaliser: a fast, well-mixed bijection on u64.

@@ -12,7 +12,7 @@
 
 use rand::RngCore;
 
-use crate::rng::Stream;
+use crate::rng::{fill_bytes_from_u64, Stream};
 
 /// u64 words per refill: sixteen blocks of sixteen u32 words.
 const WORDS: usize = 128;
@@ -116,9 +116,7 @@ impl RngCore for Keystream {
     }
 
     fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            chunk.copy_from_slice(&self.next_u64().to_le_bytes()[..chunk.len()]);
-        }
+        fill_bytes_from_u64(self, dst);
     }
 }
 

@@ -138,8 +138,8 @@ pub(crate) fn backprop(g: &[f32], wt: &[f32], m: usize, out: &mut [f32]) {
 
 /// `v = e^v`, elementwise, by [`exp`]'s fixed arithmetic: eight at a time in AVX2 where the CPU
 /// has it, with the same bits either way. (libm's `expf` picks its implementation by CPU, so
-/// its last bits are not promised to agree across machines.) The kernels use it inside
-/// [`softmax_rows`]; tests check it here on its own.
+/// its last bits are not promised to agree across machines.) Only the tests call it, to check
+/// the AVX2 `exp8` that [`softmax_rows`] uses against [`exp`].
 #[cfg(test)]
 fn exp_in_place(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]

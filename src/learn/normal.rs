@@ -22,7 +22,7 @@ use rand::{Rng, RngCore};
 use rand_distr::{Distribution, StandardNormal};
 
 use super::chacha::Keystream;
-use crate::rng::Stream;
+use crate::rng::{fill_bytes_from_u64, Stream};
 
 /// Words fetched from the stream at a time.
 const CHUNK: usize = 64;
@@ -264,13 +264,6 @@ impl RngCore for Script {
 
     fn fill_bytes(&mut self, dst: &mut [u8]) {
         fill_bytes_from_u64(self, dst);
-    }
-}
-
-/// Bytes from whole words, little-endian: all either word source needs of `fill_bytes`.
-fn fill_bytes_from_u64(rng: &mut impl RngCore, dst: &mut [u8]) {
-    for chunk in dst.chunks_mut(8) {
-        chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
     }
 }
 
