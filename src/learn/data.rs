@@ -11,7 +11,9 @@
 //! - **Regression**: `y = x·w_k + b_k + 0.1·N(0,1)` with `w_k` near a global `w_true`, for the
 //!   linear-regression model.
 
-use ndarray::{Array1, Array2, Axis};
+use std::ops::Range;
+
+use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder};
 use rand::Rng;
 use rand_distr::{Distribution, Gamma, StandardNormal};
 use serde::{Deserialize, Serialize};
@@ -45,23 +47,60 @@ impl Targets {
 }
 
 /// Features (one row per sample) and their targets.
+///
+/// The features are kept in the kernels' layout ([`kernel`]): rows padded with zeros to
+/// whole lanes. Training and scoring then read their batches in place, where padding a copy
+/// of every batch (every epoch, every round) cost about 5% of W1's run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// Features, samples × features.
-    pub x: Array2<f32>,
-    /// One target per row of `x`.
+    /// `len()` rows of `padded(features)` floats, the padding zero.
+    rows: Vec<f32>,
+    features: usize,
+    /// One target per row.
     pub y: Targets,
 }
 
 impl Dataset {
+    /// A dataset of the rows of `x` (samples × features) and one target per row.
+    pub fn new(x: ArrayView2<f32>, y: Targets) -> Dataset {
+        assert_eq!(x.nrows(), y.len(), "one target per row");
+        let (d, mut rows) = (x.ncols(), Vec::new());
+        let x = x.as_standard_layout();
+        kernel::pad_rows(x.as_slice().expect("standard layout"), d, &mut rows);
+        Dataset::padded(rows, d, y)
+    }
+
+    /// A dataset of rows already in the padded layout.
+    fn padded(rows: Vec<f32>, features: usize, y: Targets) -> Dataset {
+        debug_assert_eq!(rows.len(), y.len() * kernel::padded(features));
+        Dataset { rows, features, y }
+    }
+
     /// The number of samples.
     pub fn len(&self) -> usize {
-        self.x.nrows()
+        self.y.len()
     }
 
     /// True when there are no samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The number of features per sample.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// The features, samples × features (a view into the padded rows).
+    pub fn x(&self) -> ArrayView2<'_, f32> {
+        let shape = (self.len(), self.features).strides((kernel::padded(self.features), 1));
+        ArrayView2::from_shape(shape, &self.rows).expect("rows cover the shape")
+    }
+
+    /// Rows `rows` in the kernels' padded layout.
+    pub(crate) fn padded_rows(&self, rows: Range<usize>) -> &[f32] {
+        let stride = kernel::padded(self.features);
+        &self.rows[rows.start * stride..rows.end * stride]
     }
 
     /// The targets of rows `start..end`.
@@ -72,11 +111,32 @@ impl Dataset {
         }
     }
 
+    /// A copy of rows `rows`.
+    fn select(&self, rows: Range<usize>) -> Dataset {
+        let x = self.padded_rows(rows.clone()).to_vec();
+        Dataset::padded(
+            x,
+            self.features,
+            slice_targets(&self.y, rows.start, rows.end),
+        )
+    }
+
     /// Concatenates datasets of the same kind.
     pub fn concat(parts: &[Dataset]) -> Dataset {
-        let views: Vec<_> = parts.iter().map(|d| d.x.view()).collect();
-        let x = ndarray::concatenate(Axis(0), &views).expect("same feature count");
-        // Parts of the other kind than the first contribute no targets.
+        let features = parts.first().map_or(0, |p| p.features);
+        assert!(
+            parts.iter().all(|p| p.features == features),
+            "same feature count"
+        );
+        // Parts of the other kind than the first contribute nothing.
+        let same =
+            |p: &&Dataset| std::mem::discriminant(&p.y) == std::mem::discriminant(&parts[0].y);
+        let rows = parts
+            .iter()
+            .filter(same)
+            .flat_map(|p| &p.rows)
+            .copied()
+            .collect();
         let y = match parts.first().map(|p| &p.y) {
             Some(Targets::Values(_)) => Targets::Values(joined(parts, |y| match y {
                 Targets::Values(v) => v,
@@ -87,7 +147,7 @@ impl Dataset {
                 Targets::Values(_) => &[],
             })),
         };
-        Dataset { x, y }
+        Dataset::padded(rows, features, y)
     }
 }
 
@@ -336,21 +396,13 @@ impl DataSpec {
         let n_train = n - n_test.min(n - 1);
         if n_train == n {
             // No held-out part: the samples are the training set as they are.
-            let test = Dataset {
-                x: Array2::zeros((0, all.x.ncols())),
-                y: slice_targets(&all.y, n, n),
-            };
+            let test = all.select(n..n);
             return ClientData { train: all, test };
         }
-        let train = Dataset {
-            x: all.x.slice(ndarray::s![..n_train, ..]).to_owned(),
-            y: slice_targets(&all.y, 0, n_train),
-        };
-        let test = Dataset {
-            x: all.x.slice(ndarray::s![n_train.., ..]).to_owned(),
-            y: slice_targets(&all.y, n_train, n),
-        };
-        ClientData { train, test }
+        ClientData {
+            train: all.select(0..n_train),
+            test: all.select(n_train..n),
+        }
     }
 
     fn global_test_with(&self, seed: u64, clients: u64, w_true: &Array2<f32>) -> Dataset {
@@ -411,35 +463,32 @@ impl DataSpec {
         n: usize,
         quotas: Option<Vec<usize>>,
     ) -> Dataset {
+        let d = self.features;
         let (x, out) = self.candidates(dist, r, n);
         if !self.is_classification() {
             let y = out
                 .rows()
                 .map(|row| row[0] + 0.1 * normal(r) as f32)
                 .collect();
-            return Dataset {
-                x,
-                y: Targets::Values(y),
-            };
+            return Dataset::padded(x, d, Targets::Values(y));
         }
         let classes = out.classes();
         let Some(mut quotas) = quotas else {
-            return Dataset {
-                x,
-                y: Targets::Classes(classes),
-            };
+            return Dataset::padded(x, d, Targets::Classes(classes));
         };
-        let mut rows: Vec<(ndarray::Array1<f32>, u32)> = Vec::with_capacity(n);
+        let stride = kernel::padded(d);
+        let (mut rows, mut labels) = (Vec::with_capacity(n * stride), Vec::with_capacity(n));
         let (mut x, mut classes, mut drawn) = (x, classes, n);
         loop {
-            for (row, &k) in x.outer_iter().zip(&classes) {
+            for (row, &k) in x.chunks_exact(stride.max(1)).zip(&classes) {
                 let give_up = drawn >= 64 * n;
-                if rows.len() < n && (quotas[k as usize] > 0 || give_up) {
+                if labels.len() < n && (quotas[k as usize] > 0 || give_up) {
                     quotas[k as usize] = quotas[k as usize].saturating_sub(1);
-                    rows.push((row.to_owned(), k));
+                    rows.extend_from_slice(row);
+                    labels.push(k);
                 }
             }
-            if rows.len() >= n {
+            if labels.len() >= n {
                 break;
             }
             let (nx, out) = self.candidates(dist, r, n);
@@ -447,40 +496,33 @@ impl DataSpec {
             x = nx;
             drawn += n;
         }
-        let mut xs = Array2::<f32>::zeros((n, self.features));
-        for (i, (row, _)) in rows.iter().enumerate() {
-            xs.row_mut(i).assign(row);
-        }
-        Dataset {
-            x: xs,
-            y: Targets::Classes(rows.into_iter().map(|(_, k)| k).collect()),
-        }
+        Dataset::padded(rows, d, Targets::Classes(labels))
     }
 
-    /// `m` feature rows from the client's distribution and their outputs `x·w + b`.
-    fn candidates(&self, dist: &ClientDist, r: &mut Stream, m: usize) -> (Array2<f32>, Outputs) {
-        let d = self.features;
+    /// `m` feature rows from the client's distribution, padded ([`kernel`]'s layout), and
+    /// their outputs `x·w + b`.
+    fn candidates(&self, dist: &ClientDist, r: &mut Stream, m: usize) -> (Vec<f32>, Outputs) {
+        let (d, stride) = (self.features, kernel::padded(self.features));
         // All the draws at once, row after row: the same values as a row at a time.
         let mut z = vec![0.0; m * d];
         normal::fill(r, &mut z);
-        // Written once, not zero-filled first.
+        // Written once, padding and all, not zero-filled first.
         let (mean, std) = (dist.mean.as_slice(), dist.std.as_slice());
         let (mean, std) = (mean.expect("contiguous"), std.expect("contiguous"));
-        let mut values = Vec::with_capacity(m * d);
-        for z in z.chunks_exact(d.max(1)) {
-            values.extend(
+        let mut x = Vec::with_capacity(m * stride);
+        for z in z.chunks_exact(d.max(1)).take(m) {
+            x.extend(
                 z.iter()
                     .zip(mean)
                     .zip(std)
                     .map(|((z, mean), std)| mean + std * *z as f32),
             );
+            x.extend(std::iter::repeat_n(0.0, stride - d));
         }
-        let x = Array2::from_shape_vec((m, d), values).expect("m rows of d draws");
+        x.resize(m * stride, 0.0);
         let c = dist.b.len();
-        let mut xp = Vec::new();
-        kernel::pad_rows(x.as_slice().expect("fresh array"), d, &mut xp);
         let mut out = vec![0.0; m * kernel::padded(c)];
-        kernel::affine(&xp, &dist.wt, &dist.b, &mut out);
+        kernel::affine(&x, &dist.wt, &dist.b, &mut out);
         (x, Outputs { values: out, c })
     }
 }
@@ -562,8 +604,8 @@ mod tests {
         let spec = DataSpec::w1();
         let a = spec.client_data(7, 3);
         assert_eq!(a, spec.client_data(7, 3));
-        assert_ne!(a.train.x, spec.client_data(7, 4).train.x);
-        assert_ne!(a.train.x, spec.client_data(8, 3).train.x);
+        assert_ne!(a.train.x(), spec.client_data(7, 4).train.x());
+        assert_ne!(a.train.x(), spec.client_data(8, 3).train.x());
         assert_eq!(a.train.len(), 64);
         assert!(a.test.is_empty());
     }
@@ -631,7 +673,7 @@ mod tests {
             ..DataSpec::w1()
         };
         let d = syn.client_data(1, 0);
-        assert_eq!(d.train.x.ncols(), 60);
+        assert_eq!(d.train.features(), 60);
         let reg = DataSpec {
             generator: Generator::Regression { noise: 0.3 },
             ..DataSpec::w1()

@@ -183,9 +183,6 @@ impl ModelKind {
     ) -> f64 {
         let n = data.len();
         let bs = cfg.batch_size.max(1);
-        let x = data.x.as_standard_layout();
-        let x = x.as_slice().expect("standard layout");
-        let d = data.x.ncols();
         let mut net = Net::from_params(params);
         let anchor = (cfg.prox_mu > 0.0).then(|| Net::from_params(center));
         let (mut loss_sum, mut seen) = (0.0, 0usize);
@@ -194,7 +191,7 @@ impl ModelKind {
                 for start in (0..n).step_by(bs) {
                     let end = (start + bs).min(n);
                     let y = data.targets(start, end);
-                    let batch = &x[start * d..end * d];
+                    let batch = data.padded_rows(start..end);
                     loss_sum += net.step(batch, y, cfg.lr, scratch) * (end - start) as f64;
                     if let Some(anchor) = &anchor {
                         net.pull_toward(anchor, cfg.lr * cfg.prox_mu);
@@ -254,12 +251,9 @@ impl Evaluator {
 
     /// Scores rows `rows` of `data`.
     pub fn score(&self, data: &Dataset, rows: std::ops::Range<usize>) -> PartScore {
-        let d = data.x.ncols();
-        let x = data.x.slice(ndarray::s![rows.clone(), ..]);
-        let x = x.as_standard_layout();
-        let x = x.as_slice().expect("standard layout");
+        let x = data.padded_rows(rows.clone());
         let y = data.targets(rows.start, rows.end);
-        let (loss, hits) = with_scratch(|s| self.net.score(&x[..rows.len() * d], y, s));
+        let (loss, hits) = with_scratch(|s| self.net.score(x, y, s));
         PartScore { loss, hits }
     }
 

@@ -44,11 +44,10 @@ impl Dense {
     }
 }
 
-/// Scratch space for a batch, all in the padded layout: the input, each layer's output and
-/// the gradient there.
+/// Scratch space for a batch, all in the padded layout: each layer's output and the gradient
+/// there.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    input: Vec<f32>,
     acts: Vec<Vec<f32>>,
     grads: Vec<Vec<f32>>,
 }
@@ -89,14 +88,14 @@ impl Net {
         }
     }
 
-    /// Runs `n` rows of `x` (unpadded, n × inputs) through the net, leaving each layer's
+    /// Runs `n` rows of `x` (padded, n × inputs) through the net, leaving each layer's
     /// output in `s.acts`.
     fn forward(&self, x: &[f32], n: usize, s: &mut Scratch) {
-        kernel::pad_rows(x, self.layers[0].inputs, &mut s.input);
+        debug_assert_eq!(x.len(), n * kernel::padded(self.layers[0].inputs));
         s.acts.resize_with(self.layers.len(), Vec::new);
         for (i, layer) in self.layers.iter().enumerate() {
             let (done, rest) = s.acts.split_at_mut(i);
-            let input = if i == 0 { &s.input } else { &done[i - 1] };
+            let input = if i == 0 { x } else { &done[i - 1] };
             let out = &mut rest[0];
             out.clear();
             out.resize(n * kernel::padded(layer.outputs()), 0.0);
@@ -107,7 +106,7 @@ impl Net {
         }
     }
 
-    /// The loss summed over rows `x` (unpadded) and, for classes, how many are predicted
+    /// The loss summed over rows `x` (padded) and, for classes, how many are predicted
     /// right.
     pub fn score(&self, x: &[f32], y: TargetsView, s: &mut Scratch) -> (f64, usize) {
         self.forward(x, y.len(), s);
@@ -136,7 +135,7 @@ impl Net {
         self.layers.last().map_or(0, Dense::outputs)
     }
 
-    /// One SGD step on a batch of `y.len()` rows of `x` (unpadded); returns the batch's mean
+    /// One SGD step on a batch of `y.len()` rows of `x` (padded); returns the batch's mean
     /// loss before it.
     pub fn step(&mut self, x: &[f32], y: TargetsView, lr: f32, s: &mut Scratch) -> f64 {
         let n = y.len();
@@ -148,7 +147,7 @@ impl Net {
         // The gradient now holds n·d(loss)/d(output).
         let scale = -lr / n as f32;
         for (i, layer) in self.layers.iter_mut().enumerate().rev() {
-            let input = if i == 0 { &s.input } else { &s.acts[i - 1] };
+            let input = if i == 0 { x } else { &s.acts[i - 1] };
             if i > 0 {
                 let (below, here) = s.grads.split_at_mut(i);
                 let g_in = &mut below[i - 1];
