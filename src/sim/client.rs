@@ -93,24 +93,36 @@ impl Client {
     }
 
     /// Handles envelopes until the world goes away or the client quits.
+    ///
+    /// Only a task is awaited (its heavy half runs in the pool); everything else is handled
+    /// synchronously, and the task's state is boxed only while it runs. That keeps this
+    /// future, which every idle client holds, small: one that held every nested handler's
+    /// state was 2.7 KB, copied from frame to frame for every envelope.
     pub async fn run(mut self) {
         while let Some(e) = self.port.recv().await {
-            if self.handle(e).await.is_break() {
+            let flow = match self.handle(e) {
+                Next::Flow(flow) => flow,
+                Next::Task(body) => {
+                    Box::pin(self.on_task(body)).await;
+                    ControlFlow::Continue(())
+                }
+            };
+            if flow.is_break() {
                 break;
             }
         }
     }
 
-    async fn handle(&mut self, e: Envelope) -> Flow {
+    fn handle(&mut self, e: Envelope) -> Next {
         match e.payload {
-            Payload::Control(c) => return self.on_control(c),
+            Payload::Control(c) => return Next::Flow(self.on_control(c)),
             Payload::Timer(t) => self.on_timer(t),
             Payload::Wire { frame, .. } if self.state == State::Active => {
-                return self.on_wire(frame).await
+                return self.on_wire(frame)
             }
             _ => {}
         }
-        ControlFlow::Continue(())
+        Next::Flow(ControlFlow::Continue(()))
     }
 
     fn emit(
@@ -261,7 +273,7 @@ impl Client {
 
     // ---- protocol --------------------------------------------------------------------------
 
-    async fn on_wire(&mut self, frame: Bytes) -> Flow {
+    fn on_wire(&mut self, frame: Bytes) -> Next {
         let msg = match wire::unframe(frame) {
             Ok(m) => m,
             Err(err) => {
@@ -273,21 +285,20 @@ impl Client {
                 if self.token.is_some() && self.pending.is_none() {
                     self.ask_for_task();
                 }
-                return ControlFlow::Continue(());
+                return Next::Flow(ControlFlow::Continue(()));
             }
         };
         if wire::is_error(&msg) {
             // The server no longer knows this client (removed after a silence): log in again.
             self.token = None;
             self.register();
-            return ControlFlow::Continue(());
+            return Next::Flow(ControlFlow::Continue(()));
         }
         match msg.body_type.as_str() {
-            types::SUMMARY if self.token.is_none() => return self.on_login_reply(&msg),
-            types::TASK => self.on_task(&msg).await,
-            _ => {}
+            types::SUMMARY if self.token.is_none() => Next::Flow(self.on_login_reply(&msg)),
+            types::TASK => Next::Task(msg.body),
+            _ => Next::Flow(ControlFlow::Continue(())),
         }
-        ControlFlow::Continue(())
     }
 
     fn on_login_reply(&mut self, msg: &Message) -> Flow {
@@ -306,54 +317,35 @@ impl Client {
         ControlFlow::Continue(())
     }
 
-    async fn on_task(&mut self, msg: &Message) {
-        let Ok(task) = wire::body::<pb::CurrentTask>(msg) else {
-            self.emit(
+    /// A task's body: decoded, and for a training task trained on, in the pool; other tasks
+    /// come back to be handled here.
+    async fn on_task(&mut self, body: Bytes) {
+        match self.update(body).await {
+            Tasked::Corrupt => self.emit(
                 None,
                 SimEvent::MessageCorrupted,
                 vec![("error", "bad CurrentTask".into())],
-            );
-            return;
-        };
-        match task.task_name.as_str() {
-            "train" => self.on_train(task, msg.body.len()).await,
-            "submit_best_model" => self.on_submit_best(task),
-            "validate" => self.on_validate(task),
-            _ => {}
+            ),
+            Tasked::Other(task) => match task.task_name.as_str() {
+                "submit_best_model" => self.on_submit_best(task),
+                "validate" => self.on_validate(task),
+                _ => {}
+            },
+            Tasked::Train {
+                round,
+                bytes,
+                outcome,
+            } => self.on_trained(round, bytes, outcome),
         }
     }
 
-    fn decode(&mut self, md: Option<ModelData>) -> Option<ModelData> {
-        match self.chain.decode(md.unwrap_or_default()) {
-            Ok(md) => Some(md),
-            Err(err) => {
-                self.emit(
-                    None,
-                    SimEvent::MessageCorrupted,
-                    vec![("error", err.to_string().into())],
-                );
-                None
-            }
-        }
-    }
-
-    fn data(&self) -> Arc<ClientData> {
-        self.common.data.get(self.id)
-    }
-
-    async fn on_train(&mut self, task: pb::CurrentTask, bytes: usize) {
-        let meta = task.meta_data.unwrap_or_default();
-        let r = meta.current_round.max(0) as u32;
+    fn on_trained(&mut self, r: u32, bytes: usize, outcome: Result<Trained, Failed>) {
         self.emit(
             Some(r),
             EventType::ReceiveModel,
             vec![("bytes", bytes.into())],
         );
-        let reply = Reply {
-            client: self.state_msg(),
-            meta,
-        };
-        let done = match self.update(task.data.unwrap_or_default(), reply).await {
+        let done = match outcome {
             Ok(done) => done,
             Err(failed) => {
                 // A transform failure is the message's, before any round is read from it.
@@ -386,26 +378,44 @@ impl Client {
         );
     }
 
+    fn decode(&mut self, md: Option<ModelData>) -> Option<ModelData> {
+        match self.chain.decode(md.unwrap_or_default()) {
+            Ok(md) => Some(md),
+            Err(err) => {
+                self.emit(
+                    None,
+                    SimEvent::MessageCorrupted,
+                    vec![("error", err.to_string().into())],
+                );
+                None
+            }
+        }
+    }
+
+    fn data(&self) -> Arc<ClientData> {
+        self.common.data.get(self.id)
+    }
+
     /// Runs [`local_update`] in the pool, lending it the client's transformer chain and a copy
     /// of its message-id generator, which replaces the client's own only if a contribution was
     /// framed (so a failed update draws no id, as before it was offloaded).
-    async fn update(&mut self, model: ModelData, reply: Reply) -> Result<Trained, Failed> {
-        let (common, id) = (self.common.clone(), self.id);
+    async fn update(&mut self, body: Bytes) -> Tasked {
+        let (common, id, client) = (self.common.clone(), self.id, self.state_msg());
         let mut chain = std::mem::take(&mut self.chain);
         let mut ids = self.ids.clone();
-        let (chain, ids, outcome) = self
+        let (chain, ids, tasked) = self
             .common
             .pool
             .run(move || {
-                let outcome = local_update(&common, id, &mut chain, &mut ids, model, reply);
-                (chain, ids, outcome)
+                let tasked = local_update(&common, id, &mut chain, &mut ids, body, client);
+                (chain, ids, tasked)
             })
             .await;
         self.chain = chain;
-        if matches!(&outcome, Ok(t) if t.frame.is_some()) {
+        if matches!(&tasked, Tasked::Train { outcome: Ok(t), .. } if t.frame.is_some()) {
             self.ids = ids;
         }
-        outcome
+        tasked
     }
 
     /// Virtual training time: samples seen × per-sample cost × any slowdown.
@@ -508,10 +518,25 @@ enum Failed {
     Tensors(String),
 }
 
-/// What a contribution says besides the model: who sends it, for which round.
-struct Reply {
-    client: pb::ClientState,
-    meta: pb::MetaData,
+/// What a client does after handling an envelope: go on (or stop), or work on a task.
+enum Next {
+    Flow(Flow),
+    /// A `CurrentTask` body, to decode and (if it is training) train on.
+    Task(Bytes),
+}
+
+/// A task as [`local_update`] leaves it.
+enum Tasked {
+    /// The body is not a `CurrentTask`.
+    Corrupt,
+    /// Not a training task: for the client task to handle.
+    Other(pb::CurrentTask),
+    /// A training task for round `round`, whose body was `bytes` long, and how it went.
+    Train {
+        round: u32,
+        bytes: usize,
+        outcome: Result<Trained, Failed>,
+    },
 }
 
 /// What a local update produced.
@@ -523,16 +548,44 @@ struct Trained {
 }
 
 /// The heavy half of a round for one client, run in the [`Pool`](super::pool::Pool): decode the
-/// global model, train on the client's data (generated first if nobody has yet), and encode and
-/// frame the contribution. It depends only on its inputs, so it gives the same bits on any
-/// thread.
+/// task and, if it is training, the global model; train on the client's data (generated first
+/// if nobody has yet); and encode and frame the contribution. It depends only on its inputs, so
+/// it gives the same bits on any thread.
 fn local_update(
     common: &ClientCommon,
     id: u32,
     chain: &mut TransformChain,
     ids: &mut MessageIds,
+    body: Bytes,
+    client: pb::ClientState,
+) -> Tasked {
+    let bytes = body.len();
+    let Ok(task) = <pb::CurrentTask as prost::Message>::decode(body) else {
+        return Tasked::Corrupt;
+    };
+    if task.task_name != "train" {
+        return Tasked::Other(task);
+    }
+    let meta = task.meta_data.unwrap_or_default();
+    let round = meta.current_round.max(0) as u32;
+    let model = task.data.unwrap_or_default();
+    let outcome = train(common, id, chain, ids, model, client, meta);
+    Tasked::Train {
+        round,
+        bytes,
+        outcome,
+    }
+}
+
+/// Trains on the global model `model` and frames the contribution, stamped with `meta`.
+fn train(
+    common: &ClientCommon,
+    id: u32,
+    chain: &mut TransformChain,
+    ids: &mut MessageIds,
     model: ModelData,
-    reply: Reply,
+    client: pb::ClientState,
+    meta: pb::MetaData,
 ) -> Result<Trained, Failed> {
     let md = chain
         .decode(model)
@@ -547,10 +600,10 @@ fn local_update(
     let n_iter = (data.train.len() * common.training.local_epochs) as i64;
     let frame = chain.encode(params.to_model_data()).ok().map(|encoded| {
         let c = pb::Contribution {
-            client: Some(reply.client),
+            client: Some(client),
             n_iter,
             r#type: "train".into(),
-            meta_data: Some(reply.meta),
+            meta_data: Some(meta),
             data: Some(encoded),
             task_name: "train".into(),
             metrics: [("train_loss".to_string(), loss)].into_iter().collect(),
