@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: plain structs describing a run (scenarios compile into them).
 //! - `port`: what actors exchange and how they talk to the world.
+//! - `inbox`: each actor's queue of delivered envelopes.
 //! - `wire`: protocol messages as checked byte frames.
 //! - `network`: latency, bandwidth, loss and corruption per client link.
 //! - `world`: virtual time, delivery order, fault injection.
@@ -18,6 +19,7 @@ pub mod log;
 
 mod cache;
 mod client;
+mod inbox;
 mod network;
 mod pool;
 mod port;
@@ -30,7 +32,6 @@ use std::io::Write;
 use std::sync::Arc;
 
 use prost::Message as _;
-use tokio::sync::mpsc;
 
 pub use config::{
     Action, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger, SECOND,
@@ -216,7 +217,7 @@ impl Simulation {
             let (cache, pool) = (cache.clone(), pool.clone());
             Box::new(move |clients| cache.prefetch(&pool, clients)) as server::Lookahead
         });
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = inbox::inbox();
         inboxes.push(Some(tx));
         let setup = ServerSetup {
             cfg: cfg.server.clone(),
@@ -244,7 +245,7 @@ impl Simulation {
         });
         for (id, profile) in cfg.profiles.iter().enumerate() {
             let id = id as u32;
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = inbox::inbox();
             inboxes.push(Some(tx));
             let port = Port::new(Actor::Client(id), rx, shared.clone());
             let c = Client::new(

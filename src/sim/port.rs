@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::events::{Actor, Detail, EventName, EventRecord, PendingEvent};
+use super::inbox::Inbox;
 use crate::fed_learn::pb::ModelData;
 
 /// Virtual microseconds since the start of the run.
@@ -166,17 +167,13 @@ pub(crate) struct Port {
     rank: u64,
     seq: u64,
     event_seq: u64,
-    inbox: mpsc::UnboundedReceiver<Envelope>,
+    inbox: Inbox,
     busy: bool,
     shared: Arc<Shared>,
 }
 
 impl Port {
-    pub fn new(
-        actor: Actor,
-        inbox: mpsc::UnboundedReceiver<Envelope>,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub fn new(actor: Actor, inbox: Inbox, shared: Arc<Shared>) -> Self {
         Port {
             actor,
             rank: actor.rank(),
@@ -276,8 +273,7 @@ impl Drop for Port {
         // A task that ends or panics mid-step still counts its envelope as handled, and so
         // does every envelope already queued for it: nobody will handle those now.
         self.release();
-        self.inbox.close();
-        while self.inbox.try_recv().is_ok() {
+        for _ in 0..self.inbox.close() {
             self.shared.handled();
         }
     }

@@ -12,10 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use super::config::{Action, Fault, Span, Trigger};
 use super::events::{Actor, Detail, EventBus, EventRecord, PendingEvent, SimEvent};
+use super::inbox::Sender;
 use super::network::{Fate, Network};
 use super::port::{Control, EnvAction, Envelope, Micros, Outbox, Payload, Shared, ENV};
 
@@ -65,7 +64,7 @@ pub(crate) struct World {
     shared: Arc<Shared>,
     queue: BinaryHeap<Reverse<Queued>>,
     /// Indexed by rank: 0 (the world) unused, 1 the server, 2.. the clients.
-    inboxes: Vec<Option<mpsc::UnboundedSender<Envelope>>>,
+    inboxes: Vec<Option<Sender>>,
     pub bus: EventBus,
     net: Network,
     faults: Vec<Fault>,
@@ -83,7 +82,7 @@ pub(crate) struct World {
 impl World {
     pub fn new(
         shared: Arc<Shared>,
-        inboxes: Vec<Option<mpsc::UnboundedSender<Envelope>>>,
+        inboxes: Vec<Option<Sender>>,
         bus: EventBus,
         net: Network,
         faults: Vec<Fault>,
