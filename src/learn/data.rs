@@ -11,6 +11,7 @@
 //! - **Regression**: `y = x·w_k + b_k + 0.1·N(0,1)` with `w_k` near a global `w_true`, for the
 //!   linear-regression model.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder};
@@ -131,12 +132,10 @@ impl Dataset {
         // Parts of the other kind than the first contribute nothing.
         let same =
             |p: &&Dataset| std::mem::discriminant(&p.y) == std::mem::discriminant(&parts[0].y);
-        let rows = parts
-            .iter()
-            .filter(same)
-            .flat_map(|p| &p.rows)
-            .copied()
-            .collect();
+        let mut rows = Vec::with_capacity(parts.iter().map(|p| p.rows.len()).sum());
+        for p in parts.iter().filter(same) {
+            rows.extend_from_slice(&p.rows);
+        }
         let y = match parts.first().map(|p| &p.y) {
             Some(Targets::Values(_)) => Targets::Values(joined(parts, |y| match y {
                 Targets::Values(v) => v,
@@ -503,22 +502,23 @@ impl DataSpec {
     /// their outputs `x·w + b`.
     fn candidates(&self, dist: &ClientDist, r: &mut Stream, m: usize) -> (Vec<f32>, Outputs) {
         let (d, stride) = (self.features, kernel::padded(self.features));
-        // All the draws at once, row after row: the same values as a row at a time.
-        let mut z = vec![0.0; m * d];
-        normal::fill(r, &mut z);
-        // Written once, padding and all, not zero-filled first.
         let (mean, std) = (dist.mean.as_slice(), dist.std.as_slice());
         let (mean, std) = (mean.expect("contiguous"), std.expect("contiguous"));
         let mut x = Vec::with_capacity(m * stride);
-        for z in z.chunks_exact(d.max(1)).take(m) {
-            x.extend(
-                z.iter()
-                    .zip(mean)
-                    .zip(std)
-                    .map(|((z, mean), std)| mean + std * *z as f32),
-            );
-            x.extend(std::iter::repeat_n(0.0, stride - d));
-        }
+        with_draws(m * d, |z| {
+            // All the draws at once, row after row: the same values as a row at a time.
+            normal::fill(r, z);
+            // Written once, padding and all, not zero-filled first.
+            for z in z.chunks_exact(d.max(1)) {
+                x.extend(
+                    z.iter()
+                        .zip(mean)
+                        .zip(std)
+                        .map(|((z, mean), std)| mean + std * *z as f32),
+                );
+                x.extend(std::iter::repeat_n(0.0, stride - d));
+            }
+        });
         x.resize(m * stride, 0.0);
         let c = dist.b.len();
         let mut out = vec![0.0; m * kernel::padded(c)];
@@ -558,6 +558,23 @@ fn slice_targets(y: &Targets, start: usize, end: usize) -> Targets {
         Targets::Classes(c) => Targets::Classes(c[start..end].to_vec()),
         Targets::Values(v) => Targets::Values(v[start..end].to_vec()),
     }
+}
+
+thread_local! {
+    /// Each thread's buffer for a client's normal draws, kept between clients: a fresh one
+    /// (30 KB in W1) was zero-filled by the allocator only to be overwritten.
+    static DRAWS: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's draw buffer, `n` long (its contents are stale, for `f` to
+/// overwrite).
+fn with_draws<R>(n: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    DRAWS.with_borrow_mut(|buf| {
+        if buf.len() < n {
+            buf.resize(n, 0.0);
+        }
+        f(&mut buf[..n])
+    })
 }
 
 fn normal(r: &mut Stream) -> f64 {
