@@ -5,7 +5,8 @@
 //! a fifth of W1's run. Each call goes through the block RNG's index checks and an out-of-line
 //! ziggurat. Here ChaCha fills a chunk of words at once and the ziggurat's fast path (about
 //! 99% of draws: one multiply, one compare) runs inline over the chunk, four words at a time
-//! (in AVX2 registers where the CPU has them, with the same operations). The rare slow draw is
+//! (in AVX2 registers where the CPU has them, with the same operations), in streaks written
+//! straight to the output until a group of four has a slow draw. The rare slow draw is
 //! handed to `StandardNormal` itself, reading the same words, so the two can never disagree.
 //! Generated data, and so every golden trace, is unchanged.
 //!
@@ -25,7 +26,7 @@ use super::chacha::Keystream;
 use crate::rng::{fill_bytes_from_u64, Stream};
 
 /// Words fetched from the stream at a time.
-const CHUNK: usize = 64;
+const CHUNK: usize = 256;
 
 /// Fewest draws worth a [`Keystream`]: starting one and moving the stream past it after cost
 /// about what 256 draws save.
@@ -50,7 +51,7 @@ fn fill_from(src: &mut Source, out: &mut [f64]) {
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { avx2::fill(src, out) };
     }
-    fill_with(src, out, fast_path4)
+    fill_with(src, out, fast_streak)
 }
 
 /// Where a fill reads the stream's words: the [`Stream`] itself, or a [`Keystream`] standing
@@ -94,11 +95,12 @@ impl RngCore for Source<'_> {
     }
 }
 
-/// [`fill`], trying four words at a time with `four` (a version of [`fast_path4`]).
+/// [`fill`], taking the fast path four words at a time with `streak` (a version of
+/// [`fast_streak`]) and one word at a time where a group of four has a slow draw.
 #[inline(always)]
-fn fill_with<F>(rng: &mut Source, out: &mut [f64], four: F)
+fn fill_with<F>(rng: &mut Source, out: &mut [f64], streak: F)
 where
-    F: Fn(&[f64; 257], &[u64]) -> Option<[f64; 4]>,
+    F: Fn(&[f64; 257], &[u64], &mut [f64]) -> usize,
 {
     let edges = layer_edges();
     let mut words = [0u64; CHUNK];
@@ -109,12 +111,10 @@ where
         let mut read = 0;
         while read < want {
             // Four at once while all four take the fast path (about 96% of the time).
-            if read + 4 <= want {
-                if let Some(z) = four(edges, &words[read..read + 4]) {
-                    out[done..done + 4].copy_from_slice(&z);
-                    (read, done) = (read + 4, done + 4);
-                    continue;
-                }
+            let k = streak(edges, &words[read..want], &mut out[done..]);
+            (read, done) = (read + k, done + k);
+            if read == want {
+                break;
             }
             out[done] = match fast_path(edges, words[read]) {
                 Some(z) => {
@@ -135,6 +135,22 @@ where
             done += 1;
         }
     }
+}
+
+/// Draws from whole groups of four `words` into `out` while all four of a group take the fast
+/// path; returns how many words that took (a multiple of four). `out` has room for as many
+/// draws as there are words.
+#[inline(always)]
+fn fast_streak(edges: &[f64; 257], words: &[u64], out: &mut [f64]) -> usize {
+    let mut k = 0;
+    while k + 4 <= words.len() {
+        let Some(z) = fast_path4(edges, &words[k..k + 4]) else {
+            break;
+        };
+        out[k..k + 4].copy_from_slice(&z);
+        k += 4;
+    }
+    k
 }
 
 /// The ziggurat's first try on one word, exactly as `rand_distr` makes it: the low 8 bits pick
@@ -160,30 +176,63 @@ fn fast_path4(edges: &[f64; 257], words: &[u64]) -> Option<[f64; 4]> {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        _mm256_and_pd, _mm256_and_si256, _mm256_castsi256_pd, _mm256_cmp_pd, _mm256_i64gather_pd,
-        _mm256_loadu_si256, _mm256_movemask_pd, _mm256_mul_pd, _mm256_or_si256, _mm256_set1_epi64x,
-        _mm256_set1_pd, _mm256_srli_epi64, _mm256_storeu_pd, _mm256_sub_pd, _CMP_LT_OQ,
+        __m256d, _mm256_and_pd, _mm256_castpd128_pd256, _mm256_castsi256_pd, _mm256_cmp_pd,
+        _mm256_insertf128_pd, _mm256_loadu_si256, _mm256_movemask_pd, _mm256_mul_pd,
+        _mm256_or_si256, _mm256_permute4x64_epi64, _mm256_permute4x64_pd, _mm256_set1_epi64x,
+        _mm256_set1_pd, _mm256_srli_epi64, _mm256_storeu_pd, _mm256_sub_pd, _mm256_unpackhi_pd,
+        _mm256_unpacklo_pd, _mm_loadu_pd, _CMP_LT_OQ,
     };
 
     use super::Source;
 
-    /// [`super::fill_from`] with [`fast_path4`] in AVX2 registers.
+    /// [`super::fill_from`] with [`fast_streak`] in AVX2 registers.
     #[target_feature(enable = "avx2")]
     pub(super) fn fill(src: &mut Source, out: &mut [f64]) {
-        super::fill_with(src, out, fast_path4)
+        super::fill_with(src, out, fast_streak)
+    }
+
+    /// [`super::fast_streak`]: the same draws, the same bits, written straight to `out`.
+    #[inline(always)]
+    fn fast_streak(edges: &[f64; 257], words: &[u64], out: &mut [f64]) -> usize {
+        assert!(out.len() >= words.len());
+        let mut k = 0;
+        while k + 4 <= words.len() {
+            // SAFETY: `k + 4 <= words.len() <= out.len()` (asserted), so four draws fit.
+            match fast_path4(edges, &words[k..k + 4]) {
+                Some(x) => unsafe { _mm256_storeu_pd(out.as_mut_ptr().add(k), x) },
+                None => break,
+            }
+            k += 4;
+        }
+        k
     }
 
     /// [`super::fast_path4`] on four lanes: the same operations, the same bits.
+    ///
+    /// Each lane's two edges, `x[i]` and `x[i + 1]`, are adjacent, so one 16-byte load fetches
+    /// both; four such loads and two shuffles replace two gathers, which are microcoded and
+    /// slow on CPUs with the Gather Data Sampling mitigation. The shuffles leave the lanes in
+    /// order 0, 2, 1, 3, so the words are permuted the same way before and the results back
+    /// after.
     #[inline(always)]
-    fn fast_path4(edges: &[f64; 257], words: &[u64]) -> Option<[f64; 4]> {
+    fn fast_path4(edges: &[f64; 257], words: &[u64]) -> Option<__m256d> {
         assert!(words.len() >= 4);
-        // SAFETY: `words` holds at least four u64s (asserted); every gather index is a
-        // word's low byte, at most 255, so both `edges[i]` and `edges[i + 1]` are in bounds.
+        let pair = |k: usize| {
+            let i = (words[k] & 0xff) as usize;
+            // SAFETY: `i` is at most 255, so `edges[i]` and `edges[i + 1]` are in bounds.
+            unsafe { _mm_loadu_pd(edges.as_ptr().add(i)) }
+        };
+        // SAFETY: `words` holds at least four u64s (asserted); the intrinsics need AVX2, which
+        // the caller's target feature guarantees.
         unsafe {
+            let (p0, p1, p2, p3) = (pair(0), pair(1), pair(2), pair(3));
+            // [lo0 hi0 lo1 hi1] and [lo2 hi2 lo3 hi3]; unpacking pairs the 128-bit halves.
+            let a = _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(p0), p1);
+            let b = _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(p2), p3);
+            let lo = _mm256_unpacklo_pd(a, b); // lanes 0, 2, 1, 3
+            let hi = _mm256_unpackhi_pd(a, b);
             let w = _mm256_loadu_si256(words.as_ptr().cast());
-            let i = _mm256_and_si256(w, _mm256_set1_epi64x(0xff));
-            let lo = _mm256_i64gather_pd::<8>(edges.as_ptr(), i);
-            let hi = _mm256_i64gather_pd::<8>(edges.as_ptr().add(1), i);
+            let w = _mm256_permute4x64_epi64::<0b11_01_10_00>(w);
             let bits = _mm256_or_si256(_mm256_srli_epi64::<12>(w), _mm256_set1_epi64x(1024 << 52));
             let u = _mm256_sub_pd(_mm256_castsi256_pd(bits), _mm256_set1_pd(3.0));
             let x = _mm256_mul_pd(u, lo);
@@ -191,9 +240,7 @@ mod avx2 {
             if _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(abs, hi)) != 0b1111 {
                 return None;
             }
-            let mut z = [0.0; 4];
-            _mm256_storeu_pd(z.as_mut_ptr(), x);
-            Some(z)
+            Some(_mm256_permute4x64_pd::<0b11_01_10_00>(x))
         }
     }
 }
@@ -282,7 +329,7 @@ mod tests {
             if turn % 2 == 0 {
                 fill(&mut bulk, &mut got);
             } else {
-                fill_with(&mut Source::Stream(&mut bulk), &mut got, fast_path4);
+                fill_with(&mut Source::Stream(&mut bulk), &mut got, fast_streak);
             }
             for (k, g) in got.iter().enumerate() {
                 let want: f64 = single.sample(StandardNormal);
