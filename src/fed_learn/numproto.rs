@@ -2,6 +2,7 @@
 //! exactly what numpy's `np.save(allow_pickle=False)` writes, as Clara and NVFlare do: any
 //! protobuf library plus numpy can read fedsim's models.
 
+use std::cell::RefCell;
 use std::io::Cursor;
 
 use bytes::Bytes;
@@ -46,8 +47,8 @@ where
                 .expect("standard layout is contiguous")
         }
     };
-    let descr = A::type_descriptor().to_string();
-    let mut buf = npy_header(&descr, fortran, array.shape());
+    let mut buf = Vec::with_capacity(128 + std::mem::size_of_val(data));
+    with_header::<A>(fortran, array.shape(), |h| buf.extend_from_slice(h));
     if cfg!(target_endian = "little") {
         buf.extend_from_slice(npy_fast::native_bytes(data));
     } else {
@@ -58,6 +59,37 @@ where
     NDArray {
         ndarray: Bytes::from(buf),
     }
+}
+
+/// A header made before: element type, order, shape, and its bytes.
+type CachedHeader = (&'static str, bool, Vec<usize>, Vec<u8>);
+
+thread_local! {
+    /// Each thread's last few headers. A federation encodes the same few tensor shapes over
+    /// and over, and formatting a header (the dtype through `py_literal`, the dict through
+    /// `fmt`) cost more than copying the tensor's bytes.
+    static HEADERS: RefCell<Vec<CachedHeader>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the .npy header of an `A` array of `shape`, made once per thread.
+fn with_header<A: NpyElement>(fortran: bool, shape: &[usize], f: impl FnOnce(&[u8])) {
+    const KEEP: usize = 8;
+    let ty = std::any::type_name::<A>();
+    HEADERS.with_borrow_mut(|cache| {
+        let hit = cache
+            .iter()
+            .position(|(t, o, s, _)| *t == ty && *o == fortran && s == shape);
+        let i = hit.unwrap_or_else(|| {
+            if cache.len() == KEEP {
+                cache.remove(0);
+            }
+            let descr = A::type_descriptor().to_string();
+            let header = npy_header(&descr, fortran, shape);
+            cache.push((ty, fortran, shape.to_vec(), header));
+            cache.len() - 1
+        });
+        f(&cache[i].3)
+    })
 }
 
 /// numpy's .npy v1.0 header: magic, version, length, the dict, padding, newline.
