@@ -100,7 +100,7 @@ proptest! {
     ) {
         let mut tx = chain(&steps, seed);
         let wire = tx.encode(m.clone()).unwrap().encode_to_vec();
-        let mut rx = chain(&steps, seed.wrapping_add(1));
+        let rx = chain(&steps, seed.wrapping_add(1));
         let back = rx.decode(ModelData::decode(Bytes::from(wire)).unwrap()).unwrap();
         prop_assert_eq!(back, m);
     }

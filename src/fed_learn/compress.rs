@@ -45,7 +45,7 @@ impl ModelTransformer for MessageCompressor {
         })
     }
 
-    fn decode(&mut self, model: ModelData) -> Result<ModelData, FLCommunicationError> {
+    fn decode(&self, model: ModelData) -> Result<ModelData, FLCommunicationError> {
         map_arrays(model, |bytes| {
             let mut out = Vec::with_capacity(bytes.len() * 2);
             GzDecoder::new(bytes)

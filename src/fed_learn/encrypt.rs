@@ -124,7 +124,7 @@ impl ModelTransformer for ModelEncryptor {
         Ok(out)
     }
 
-    fn decode(&mut self, mut model: ModelData) -> Result<ModelData, FLCommunicationError> {
+    fn decode(&self, mut model: ModelData) -> Result<ModelData, FLCommunicationError> {
         let key = depth_of(&model)
             .checked_sub(1)
             .map(manifest_key)
@@ -203,7 +203,7 @@ mod tests {
         let mut removed = sealed.clone();
         removed.params.remove("b");
         assert!(enc(1).decode(removed).is_err());
-        let mut other = ModelEncryptor::new([8u8; 32], ChaCha8Rng::seed_from_u64(1));
+        let other = ModelEncryptor::new([8u8; 32], ChaCha8Rng::seed_from_u64(1));
         assert!(other.decode(sealed).is_err());
     }
 }

@@ -8,7 +8,9 @@ use super::pb::ModelData;
 ///
 /// `encode` takes `&mut self` because some steps keep state between messages (the encryptor
 /// draws a fresh nonce per message from its seeded stream). Each actor owns its own chain.
-pub trait ModelTransformer: Send {
+/// `decode` keeps no state, so one chain can undo many messages at once, on any thread (the
+/// server decodes a step's contributions in parallel).
+pub trait ModelTransformer: Send + Sync {
     /// A short name for logs and benchmark labels, for example `"gzip"`.
     fn name(&self) -> &str;
 
@@ -16,7 +18,7 @@ pub trait ModelTransformer: Send {
     fn encode(&mut self, model: ModelData) -> Result<ModelData, FLCommunicationError>;
 
     /// Undoes [`encode`](Self::encode). Bytes that were damaged or forged give an error.
-    fn decode(&mut self, model: ModelData) -> Result<ModelData, FLCommunicationError>;
+    fn decode(&self, model: ModelData) -> Result<ModelData, FLCommunicationError>;
 }
 
 /// Transformers applied in order on encode and in reverse order on decode, itself a
@@ -50,8 +52,8 @@ impl ModelTransformer for TransformChain {
         Ok(model)
     }
 
-    fn decode(&mut self, mut model: ModelData) -> Result<ModelData, FLCommunicationError> {
-        for step in self.steps.iter_mut().rev() {
+    fn decode(&self, mut model: ModelData) -> Result<ModelData, FLCommunicationError> {
+        for step in self.steps.iter().rev() {
             model = step.decode(model)?;
         }
         Ok(model)

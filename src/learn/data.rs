@@ -508,7 +508,10 @@ impl DataSpec {
         with_draws(m * d, |z| {
             // All the draws at once, row after row: the same values as a row at a time.
             normal::fill(r, z);
-            for (row, z) in x.chunks_exact_mut(stride.max(1)).zip(z.chunks_exact(d.max(1))) {
+            for (row, z) in x
+                .chunks_exact_mut(stride.max(1))
+                .zip(z.chunks_exact(d.max(1)))
+            {
                 for (((v, z), mean), std) in row.iter_mut().zip(z).zip(mean).zip(std) {
                     *v = mean + std * *z as f32;
                 }

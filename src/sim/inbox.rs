@@ -101,6 +101,11 @@ impl Inbox {
         .await
     }
 
+    /// The next envelope if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Envelope> {
+        self.0.lock().queue.pop_front()
+    }
+
     /// Closes the inbox: later sends fail. Returns how many envelopes were still queued (they
     /// are dropped unseen).
     pub fn close(&mut self) -> usize {

@@ -223,6 +223,7 @@ impl Simulation {
             cfg: cfg.server.clone(),
             seed: cfg.seed,
             chain: chain(&cfg, 0),
+            decoder: Arc::new(chain(&cfg, 0)),
             aggregator,
             global: template.clone(),
             test: Arc::new(global_test(&pool, &data, cfg.initial_clients)),

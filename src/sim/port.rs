@@ -168,7 +168,8 @@ pub(crate) struct Port {
     seq: u64,
     event_seq: u64,
     inbox: Inbox,
-    busy: bool,
+    /// Envelopes taken and not yet released as handled.
+    held: usize,
     shared: Arc<Shared>,
 }
 
@@ -180,22 +181,32 @@ impl Port {
             seq: 0,
             event_seq: 0,
             inbox,
-            busy: false,
+            held: 0,
             shared,
         }
     }
 
-    /// The next envelope; `None` when the world is gone. Asking for it marks the previous one
-    /// as fully handled.
+    /// The next envelope; `None` when the world is gone. Asking for it marks the ones taken
+    /// before as fully handled.
     pub async fn recv(&mut self) -> Option<Envelope> {
         self.release();
         let e = self.inbox.recv().await;
-        self.busy = e.is_some();
+        self.held = usize::from(e.is_some());
         e
     }
 
+    /// Appends to `batch` every envelope delivered and not yet taken, without waiting: the
+    /// rest of the step's envelopes, after one from [`Port::recv`]. They too count as handled
+    /// at the next `recv`.
+    pub fn take_ready(&mut self, batch: &mut Vec<Envelope>) {
+        while let Some(e) = self.inbox.try_recv() {
+            batch.push(e);
+            self.held += 1;
+        }
+    }
+
     fn release(&mut self) {
-        if std::mem::take(&mut self.busy) {
+        for _ in 0..std::mem::take(&mut self.held) {
             self.shared.handled();
         }
     }

@@ -8,8 +8,10 @@ use bytes::Bytes;
 use prost::Message as _;
 
 mod cross_site;
+mod inbound;
 
 use cross_site::CrossSite;
+use inbound::{Decoder, Inbound};
 
 use super::config::ServerConfig;
 use super::events::{Actor, SimEvent};
@@ -75,7 +77,10 @@ pub(crate) struct ServerOutcome {
 pub(crate) struct ServerSetup {
     pub cfg: ServerConfig,
     pub seed: u64,
+    /// The server's transformer chain, for encoding.
     pub chain: TransformChain,
+    /// The same chain again, for decoding (which any thread may do; see `inbound`).
+    pub decoder: Arc<TransformChain>,
     pub aggregator: Box<dyn Aggregator>,
     pub global: Params,
     pub test: Arc<Dataset>,
@@ -132,6 +137,7 @@ pub(crate) struct Server {
     seed: u64,
     ids: MessageIds,
     chain: TransformChain,
+    decoder: Decoder,
     aggregator: Box<dyn Aggregator>,
     global: Params,
     global_md: Arc<ModelData>,
@@ -191,6 +197,10 @@ impl Server {
             cfg: s.cfg,
             seed: s.seed,
             chain: s.chain,
+            decoder: Decoder {
+                chain: s.decoder,
+                template: Arc::new(s.global.clone()),
+            },
             aggregator: s.aggregator,
             global: s.global,
             global_md,
@@ -215,11 +225,18 @@ impl Server {
         if self.next_round >= self.cfg.num_rounds {
             self.finish("completed");
         }
+        let mut batch = Vec::new();
         while let Some(e) = self.port.recv().await {
-            if matches!(self.phase, Phase::Done) {
-                continue;
+            // The rest of the step's envelopes too, so their decoding can run in parallel.
+            batch.push(e);
+            self.port.take_ready(&mut batch);
+            let decoded = inbound::decode_step(&self.decoder, &self.pool, &batch);
+            for (e, inbound) in batch.drain(..).zip(decoded) {
+                if matches!(self.phase, Phase::Done) {
+                    continue;
+                }
+                self.handle(e, inbound);
             }
-            self.handle(e);
         }
         ServerOutcome {
             final_metrics: self.evaluate(),
@@ -233,17 +250,18 @@ impl Server {
         self.cfg.round_timeout.max(self.cfg.heart_beat_timeout)
     }
 
-    fn handle(&mut self, e: Envelope) {
-        match e.payload {
-            Payload::Wire { method, frame } => {
-                let client = (e.from - 2) as u32;
-                match wire::unframe(frame) {
-                    Ok(msg) => self.on_message(client, method, msg),
-                    Err(err) => self.on_damaged(client, method, &err.to_string()),
-                }
+    /// Handles an envelope; a wire message's decoding comes with it (see `inbound`).
+    fn handle(&mut self, e: Envelope, inbound: Option<Inbound>) {
+        match (e.payload, inbound) {
+            (Payload::Wire { method, .. }, Some(inbound)) => {
+                self.on_message((e.from - 2) as u32, method, inbound)
             }
-            Payload::Timer(t) => self.on_timer(t),
-            Payload::Control(_) | Payload::Env(_) => {}
+            (Payload::Wire { method, frame }, None) => {
+                let inbound = self.decoder.decode(method, frame);
+                self.on_message((e.from - 2) as u32, method, inbound)
+            }
+            (Payload::Timer(t), _) => self.on_timer(t),
+            (Payload::Control(_) | Payload::Env(_), _) => {}
         }
     }
 
@@ -270,17 +288,15 @@ impl Server {
         }
     }
 
-    fn on_message(&mut self, client: u32, method: Method, msg: Message) {
-        let res = match method {
-            Method::Register => wire::body(&msg).map(|b| self.on_register(client, &msg.id, b)),
-            Method::Heartbeat => wire::body(&msg).map(|b| self.on_heartbeat(client, &msg.id, b)),
-            Method::GetTask => wire::body(&msg).map(|b| self.on_get_task(client, &msg.id, b)),
-            Method::SubmitUpdate => wire::body(&msg).map(|b| self.on_submit(client, &msg.id, b)),
-            Method::Quit => wire::body(&msg).map(|b| self.on_quit(client, &msg.id, b)),
-            Method::Reply => Ok(()),
-        };
-        if let Err(err) = res {
-            self.on_damaged(client, method, &err.to_string());
+    fn on_message(&mut self, client: u32, method: Method, inbound: Inbound) {
+        match (method, inbound) {
+            (_, Inbound::Damaged(err)) => self.on_damaged(client, method, &err),
+            (_, Inbound::Login(msg, login)) => self.on_register(client, &msg.id, login),
+            (Method::Heartbeat, Inbound::State(msg, s)) => self.on_heartbeat(client, &msg.id, s),
+            (Method::GetTask, Inbound::State(msg, s)) => self.on_get_task(client, &msg.id, s),
+            (Method::Quit, Inbound::State(msg, s)) => self.on_quit(client, &msg.id, s),
+            (_, Inbound::Submit(msg, c, params)) => self.on_submit(client, &msg.id, c, params),
+            _ => {}
         }
     }
 
@@ -618,7 +634,14 @@ impl Server {
         }
     }
 
-    fn on_submit(&mut self, client: u32, req: &str, c: pb::Contribution) {
+    /// A contribution, with its tensors if it is a training one (see `inbound`).
+    fn on_submit(
+        &mut self,
+        client: u32,
+        req: &str,
+        c: pb::Contribution,
+        params: Option<Result<Params, String>>,
+    ) {
         let token = c
             .client
             .as_ref()
@@ -632,12 +655,21 @@ impl Server {
         self.touch(client);
         match c.r#type.as_str() {
             "best_model" | "validation" => self.on_cross_site_submit(client, c),
-            _ => self.on_train_submit(client, c, for_round),
+            _ => {
+                let params = params.unwrap_or_else(|| self.decoder.params(c.data.clone()));
+                self.on_train_submit(client, c, for_round, params)
+            }
         }
         self.summary(client, req, None, false);
     }
 
-    fn on_train_submit(&mut self, client: u32, c: pb::Contribution, for_round: Option<u32>) {
+    fn on_train_submit(
+        &mut self,
+        client: u32,
+        c: pb::Contribution,
+        for_round: Option<u32>,
+        params: Result<Params, String>,
+    ) {
         let Phase::Training(open) = &self.phase else {
             return self.reject(client, Reject::Late, for_round);
         };
@@ -647,9 +679,8 @@ impl Server {
         if open.updates.contains_key(&client) {
             return self.reject(client, Reject::Duplicate, for_round);
         }
-        let params = match self.decode_params(c.data.unwrap_or_default()) {
-            Ok(p) => p,
-            Err(_) => return self.reject(client, Reject::Corrupt, for_round),
+        let Ok(params) = params else {
+            return self.reject(client, Reject::Corrupt, for_round);
         };
         let train_loss = c.metrics.get("train_loss").copied().unwrap_or(f64::NAN);
         let detail = vec![("n_iter", (c.n_iter.max(0) as u64).into())];
@@ -672,9 +703,8 @@ impl Server {
         self.check_progress();
     }
 
-    fn decode_params(&mut self, md: ModelData) -> Result<Params, String> {
-        let md = self.chain.decode(md).map_err(|e| e.to_string())?;
-        Params::from_model_data(&md, &self.global).map_err(|e| e.to_string())
+    fn decode_params(&self, md: ModelData) -> Result<Params, String> {
+        self.decoder.params(Some(md))
     }
 
     fn reject(&mut self, client: u32, why: Reject, for_round: Option<u32>) {

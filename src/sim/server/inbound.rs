@@ -1,0 +1,123 @@
+//! The server's inbound messages, decoded as far as they can be without its state: the frame's
+//! checksum and admin `Message`, the body, and a training contribution's tensors.
+//!
+//! Why apart: in a step the server is handed many envelopes at once (in W1, a round's hundred
+//! contributions and hundred task requests), and decoding them was over half of its work on
+//! the runtime thread. Decoding is a pure function of the bytes, so [`decode_step`] does a
+//! step's worth in parallel in the pool, and the server then handles the results in delivery
+//! order, exactly as if it had decoded each on arrival.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::super::pool::Pool;
+use super::super::port::{Envelope, Method, Payload};
+use super::super::wire;
+use crate::fed_learn::pb;
+use crate::fed_learn::{FLCommunicationError, Message, ModelTransformer, TransformChain};
+use crate::learn::Params;
+
+/// A wire envelope's message, decoded.
+pub(super) enum Inbound {
+    /// The frame or its body did not decode: the error, as the log words it.
+    Damaged(String),
+    Login(Message, pb::ClientLogin),
+    /// A task request, heartbeat or quit.
+    State(Message, pb::ClientState),
+    /// A contribution and, for a training one, its tensors decoded (or why they did not).
+    Submit(Message, pb::Contribution, Option<Result<Params, String>>),
+    /// A reply: the server asks nothing, so it ignores them.
+    Reply,
+}
+
+/// What decoding needs: the server's transformer chain (decoding only) and the model's
+/// tensors, whose names and shapes a contribution must have.
+#[derive(Clone)]
+pub(super) struct Decoder {
+    pub chain: Arc<TransformChain>,
+    pub template: Arc<Params>,
+}
+
+impl Decoder {
+    /// Decodes one frame that came by `method`.
+    pub fn decode(&self, method: Method, frame: Bytes) -> Inbound {
+        match self.try_decode(method, frame) {
+            Ok(inbound) => inbound,
+            Err(err) => Inbound::Damaged(err.to_string()),
+        }
+    }
+
+    fn try_decode(&self, method: Method, frame: Bytes) -> Result<Inbound, FLCommunicationError> {
+        let msg = wire::unframe(frame)?;
+        Ok(match method {
+            Method::Register => {
+                let login = wire::body(&msg)?;
+                Inbound::Login(msg, login)
+            }
+            Method::Heartbeat | Method::GetTask | Method::Quit => {
+                let state = wire::body(&msg)?;
+                Inbound::State(msg, state)
+            }
+            Method::SubmitUpdate => {
+                let mut c: pb::Contribution = wire::body(&msg)?;
+                // Anything but cross-site validation's is taken for training, as the server does.
+                let training = !matches!(c.r#type.as_str(), "best_model" | "validation");
+                let params = training.then(|| self.params(c.data.take()));
+                Inbound::Submit(msg, c, params)
+            }
+            Method::Reply => Inbound::Reply,
+        })
+    }
+
+    /// A contribution's tensors, through the chain and checked against the model's.
+    pub fn params(&self, md: Option<pb::ModelData>) -> Result<Params, String> {
+        let md = self
+            .chain
+            .decode(md.unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        Params::from_model_data(&md, &self.template).map_err(|e| e.to_string())
+    }
+}
+
+/// Fewest wire envelopes in a step worth decoding in the pool; fewer are decoded inline.
+const PARALLEL_MIN: usize = 16;
+
+/// Envelopes per pool job.
+const PER_JOB: usize = 16;
+
+/// Decodes the wire envelopes of `batch` (in the pool when there are enough of them); the
+/// result has one entry per envelope, `None` for those that are not wire messages.
+pub(super) fn decode_step(
+    decoder: &Decoder,
+    pool: &Arc<Pool>,
+    batch: &[Envelope],
+) -> Vec<Option<Inbound>> {
+    let frames: Vec<Option<(Method, Bytes)>> = batch
+        .iter()
+        .map(|e| match &e.payload {
+            Payload::Wire { method, frame } => Some((*method, frame.clone())),
+            _ => None,
+        })
+        .collect();
+    let wire = frames.iter().flatten().count();
+    if !pool.is_parallel() || wire < PARALLEL_MIN {
+        return frames
+            .into_iter()
+            .map(|f| f.map(|(m, b)| decoder.decode(m, b)))
+            .collect();
+    }
+    let jobs = frames
+        .chunks(PER_JOB)
+        .map(|chunk| {
+            let (decoder, chunk) = (decoder.clone(), chunk.to_vec());
+            move || {
+                chunk
+                    .into_iter()
+                    .map(|f| f.map(|(m, b)| decoder.decode(m, b)))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .collect();
+    pool.run_all(jobs).into_iter().flatten().collect()
+}
