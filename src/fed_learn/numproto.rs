@@ -61,6 +61,27 @@ where
     }
 }
 
+/// An `NDArray` of a C-order f32 array of `shape` whose elements `write` puts, in order, into
+/// the slice it is given: the same bytes as [`ndarray_to_proto`] of that array, for callers
+/// that hold the values in another layout and would otherwise copy them into an array first.
+pub(crate) fn f32_to_proto(shape: &[usize], write: impl FnOnce(&mut [f32])) -> NDArray {
+    let n: usize = shape.iter().product();
+    let mut values = vec![0.0f32; n];
+    write(&mut values);
+    let mut buf = Vec::with_capacity(128 + 4 * n);
+    with_header::<f32>(false, shape, |h| buf.extend_from_slice(h));
+    if cfg!(target_endian = "little") {
+        buf.extend_from_slice(npy_fast::native_bytes(&values));
+    } else {
+        values
+            .iter()
+            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+    }
+    NDArray {
+        ndarray: Bytes::from(buf),
+    }
+}
+
 /// A header made before: element type, order, shape, and its bytes.
 type CachedHeader = (&'static str, bool, Vec<usize>, Vec<u8>);
 

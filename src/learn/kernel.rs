@@ -38,6 +38,33 @@ pub(crate) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
     portable::pad_rows(x, k, out)
 }
 
+/// Copies the `rows` × `cols` matrix `src` (row stride `src_stride`) transposed into `out`
+/// (row stride `out_stride`): `out[j][i] = src[i][j]`. Writes run along `out`'s rows.
+///
+/// Why by hand: with the bounds checks of plain indexing, a model's transposes (one each way
+/// per local update) cost as much as a training epoch's forward pass.
+pub(crate) fn transpose(
+    src: &[f32],
+    src_stride: usize,
+    (rows, cols): (usize, usize),
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(cols <= src_stride && (rows - 1) * src_stride + cols <= src.len());
+    assert!(rows <= out_stride && (cols - 1) * out_stride + rows <= out.len());
+    for j in 0..cols {
+        let row = &mut out[j * out_stride..j * out_stride + rows];
+        for (i, o) in row.iter_mut().enumerate() {
+            // SAFETY: i < rows and j < cols, so i·src_stride + j < (rows-1)·src_stride + cols,
+            // which the assertion above bounds by src.len().
+            *o = unsafe { *src.get_unchecked(i * src_stride + j) };
+        }
+    }
+}
+
 /// Weights `w` (inputs × outputs, the wire's layout) as the kernels keep them: outputs ×
 /// inputs, rows padded.
 pub(crate) fn output_major(w: ndarray::ArrayView2<f32>) -> Vec<f32> {
@@ -45,16 +72,9 @@ pub(crate) fn output_major(w: ndarray::ArrayView2<f32>) -> Vec<f32> {
     let kp = padded(k);
     let mut out = vec![0.0; m * kp];
     match w.as_slice() {
-        // The usual case: a standard-layout array, written output row by output row so the
-        // writes are contiguous and the reads a plain stride (ndarray's strided iterator over
-        // the transpose costs more than the copy).
-        Some(flat) => {
-            for (j, row) in out.chunks_exact_mut(kp).enumerate() {
-                for (i, o) in row[..k].iter_mut().enumerate() {
-                    *o = flat[i * m + j];
-                }
-            }
-        }
+        // The usual case: a standard-layout array (ndarray's strided iterator over the
+        // transpose costs more than the copy).
+        Some(flat) => transpose(flat, m, (k, m), &mut out, kp),
         None => {
             for ((i, j), v) in w.indexed_iter() {
                 out[j * kp + i] = *v;
@@ -70,13 +90,7 @@ pub(crate) fn input_major(wt: &[f32], w: &mut ndarray::ArrayViewMut2<f32>) {
     let (k, m) = w.dim();
     let kp = padded(k);
     match w.as_slice_mut() {
-        Some(flat) => {
-            for (j, row) in wt.chunks_exact(kp).enumerate().take(m) {
-                for (i, v) in row[..k].iter().enumerate() {
-                    flat[i * m + j] = *v;
-                }
-            }
-        }
+        Some(flat) => transpose(wt, kp, (m, k), flat, m),
         None => {
             for ((i, j), v) in w.indexed_iter_mut() {
                 *v = wt[j * kp + i];

@@ -181,9 +181,22 @@ impl ModelKind {
         cfg: &TrainConfig,
         center: &Params,
     ) -> f64 {
+        let (net, loss) = self.train_net(Net::from_params(params), data, cfg, center);
+        net.write_params(params);
+        loss
+    }
+
+    /// [`ModelKind::train`] on a model already in the kernels' layout, which it leaves there
+    /// (so a client can encode it straight from there).
+    pub(crate) fn train_net(
+        &self,
+        mut net: Net,
+        data: &Dataset,
+        cfg: &TrainConfig,
+        center: &Params,
+    ) -> (Net, f64) {
         let n = data.len();
         let bs = cfg.batch_size.max(1);
-        let mut net = Net::from_params(params);
         let anchor = (cfg.prox_mu > 0.0).then(|| Net::from_params(center));
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         with_scratch(|scratch| {
@@ -200,12 +213,12 @@ impl ModelKind {
                 }
             }
         });
-        net.write_params(params);
-        if seen == 0 {
+        let loss = if seen == 0 {
             0.0
         } else {
             loss_sum / seen as f64
-        }
+        };
+        (net, loss)
     }
 
     /// Loss and accuracy of `params` on `data`.
@@ -323,6 +336,25 @@ mod tests {
             "{kind:?}: {before:?} -> {after:?}"
         );
         assert!(after.accuracy >= min_acc, "{kind:?}: {after:?}");
+    }
+
+    #[test]
+    fn a_trained_net_encodes_to_the_bytes_of_its_tensors() {
+        let data = DataSpec::w1().client_data(2, 5).train;
+        for kind in [ModelKind::Softmax, ModelKind::Mlp { hidden: 20 }] {
+            let start = kind.init(60, 10, &mut rng::stream(2, "init", 0, 0));
+            let cfg = TrainConfig::default();
+            let (net, loss) = kind.train_net(Net::from_params(&start), &data, &cfg, &start);
+            let mut params = start.clone();
+            let same_loss = kind.train(&mut params, &data, &cfg, &start);
+            assert_eq!(loss.to_bits(), same_loss.to_bits(), "{kind:?}");
+            assert_ne!(params, start, "{kind:?} trained");
+            assert_eq!(
+                net.to_model_data(&start),
+                params.to_model_data(),
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

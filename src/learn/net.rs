@@ -10,6 +10,8 @@ use ndarray::{ArrayD, ArrayViewMut2, Ix2};
 use super::data::{argmax, TargetsView};
 use super::kernel;
 use super::model::Params;
+use crate::fed_learn::numproto::f32_to_proto;
+use crate::fed_learn::pb::{ModelData, NDArray};
 
 /// One affine layer: `out = x·wtᵀ + b`.
 #[derive(Debug, Clone)]
@@ -33,6 +35,19 @@ impl Dense {
 
     fn outputs(&self) -> usize {
         self.b.len()
+    }
+
+    /// The weights as .npy tensors of the shapes of `w` and `b` (the wire's layout): what
+    /// [`Dense::write_arrays`] and then encoding would give, in one pass.
+    fn to_protos(&self, w: &ArrayD<f32>, b: &ArrayD<f32>) -> (NDArray, NDArray) {
+        let (k, m) = (self.inputs, self.outputs());
+        let kp = kernel::padded(k);
+        assert_eq!(w.shape(), [k, m], "the layer's weight shape");
+        let w = f32_to_proto(w.shape(), |out| {
+            kernel::transpose(&self.wt, kp, (m, k), out, m)
+        });
+        let b = f32_to_proto(b.shape(), |out| out.copy_from_slice(&self.b));
+        (w, b)
     }
 
     fn write_arrays(&self, w: &mut ArrayD<f32>, b: &mut ArrayD<f32>) {
@@ -78,6 +93,18 @@ impl Net {
             .map(|pair| Dense::from_arrays(&pair[0].1, &pair[1].1))
             .collect();
         Net { layers }
+    }
+
+    /// The weights as a wire model with `like`'s names and shapes (those they came from): the
+    /// same bytes as writing them into `like` and encoding that, without the copy.
+    pub fn to_model_data(&self, like: &Params) -> ModelData {
+        let mut md = ModelData::default();
+        for (layer, pair) in self.layers.iter().zip(like.0.chunks_exact(2)) {
+            let (w, b) = layer.to_protos(&pair[0].1, &pair[1].1);
+            md.params.insert(pair[0].0.clone(), w);
+            md.params.insert(pair[1].0.clone(), b);
+        }
+        md
     }
 
     /// Writes the weights back into `params`, whose shapes they came from.

@@ -16,7 +16,7 @@ use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, TransformChain};
-use crate::learn::{ClientData, ModelKind, Params, TrainConfig};
+use crate::learn::{ClientData, ModelKind, Net, Params, TrainConfig};
 use crate::rng::{self, NONE};
 
 /// What every client shares.
@@ -364,8 +364,8 @@ impl Client {
         let Some(frame) = done.frame else {
             return;
         };
-        if self.common.keep_best {
-            self.best = Some(done.params);
+        if done.params.is_some() {
+            self.best = done.params;
         }
         self.pending = Some(frame);
         let busy = self.compute_time(r, done.n_iter as f64) + self.late.take().unwrap_or(0);
@@ -542,7 +542,8 @@ enum Tasked {
 /// What a local update produced.
 struct Trained {
     n_iter: i64,
-    params: Params,
+    /// The trained model, if the client keeps it (see [`ClientCommon::keep_best`]).
+    params: Option<Params>,
     /// The framed contribution (`None` if the transformer chain failed to encode it).
     frame: Option<Bytes>,
 }
@@ -593,12 +594,20 @@ fn train(
     let global = Params::from_model_data(&md, &common.template)
         .map_err(|e| Failed::Tensors(e.to_string()))?;
     let data = common.data.get(id);
-    let mut params = global.clone();
-    let loss = common
+    let start = Net::from_params(&global);
+    let (net, loss) = common
         .model
-        .train(&mut params, &data.train, &common.training, &global);
+        .train_net(start, &data.train, &common.training, &global);
     let n_iter = (data.train.len() * common.training.local_epochs) as i64;
-    let frame = chain.encode(params.to_model_data()).ok().map(|encoded| {
+    // Encoded straight from the kernels' layout; tensors are made only for a client that
+    // keeps its model for cross-site validation.
+    let md = net.to_model_data(&global);
+    let params = common.keep_best.then(|| {
+        let mut params = global;
+        net.write_params(&mut params);
+        params
+    });
+    let frame = chain.encode(md).ok().map(|encoded| {
         let c = pb::Contribution {
             client: Some(client),
             n_iter,
