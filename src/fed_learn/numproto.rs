@@ -64,19 +64,28 @@ where
 /// An `NDArray` of a C-order f32 array of `shape` whose elements `write` puts, in order, into
 /// the slice it is given: the same bytes as [`ndarray_to_proto`] of that array, for callers
 /// that hold the values in another layout and would otherwise copy them into an array first.
+/// `write` must set every element: it is handed a reused buffer.
 pub(crate) fn f32_to_proto(shape: &[usize], write: impl FnOnce(&mut [f32])) -> NDArray {
+    thread_local! {
+        static VALUES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
     let n: usize = shape.iter().product();
-    let mut values = vec![0.0f32; n];
-    write(&mut values);
     let mut buf = Vec::with_capacity(128 + 4 * n);
     with_header::<f32>(false, shape, |h| buf.extend_from_slice(h));
-    if cfg!(target_endian = "little") {
-        buf.extend_from_slice(npy_fast::native_bytes(&values));
-    } else {
-        values
-            .iter()
-            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
-    }
+    VALUES.with_borrow_mut(|values| {
+        if values.len() < n {
+            values.resize(n, 0.0);
+        }
+        let values = &mut values[..n];
+        write(values);
+        if cfg!(target_endian = "little") {
+            buf.extend_from_slice(npy_fast::native_bytes(values));
+        } else {
+            values
+                .iter()
+                .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        }
+    });
     NDArray {
         ndarray: Bytes::from(buf),
     }

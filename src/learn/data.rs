@@ -504,19 +504,22 @@ impl DataSpec {
         let (d, stride) = (self.features, kernel::padded(self.features));
         let (mean, std) = (dist.mean.as_slice(), dist.std.as_slice());
         let (mean, std) = (mean.expect("contiguous"), std.expect("contiguous"));
-        let mut x = vec![0.0; m * stride];
+        let mut x = Vec::with_capacity(m * stride);
         with_draws(m * d, |z| {
             // All the draws at once, row after row: the same values as a row at a time.
             normal::fill(r, z);
-            for (row, z) in x
-                .chunks_exact_mut(stride.max(1))
-                .zip(z.chunks_exact(d.max(1)))
-            {
-                for (((v, z), mean), std) in row.iter_mut().zip(z).zip(mean).zip(std) {
-                    *v = mean + std * *z as f32;
-                }
+            // Written once, padding and all: zero-filling first would be a second pass.
+            for z in z.chunks_exact(d.max(1)) {
+                x.extend(
+                    z.iter()
+                        .zip(mean)
+                        .zip(std)
+                        .map(|((z, mean), std)| mean + std * *z as f32),
+                );
+                x.extend(std::iter::repeat_n(0.0, stride - d));
             }
         });
+        x.resize(m * stride, 0.0);
         let c = dist.b.len();
         let mut out = vec![0.0; m * kernel::padded(c)];
         kernel::affine(&x, &dist.wt, &dist.b, &mut out);

@@ -102,6 +102,8 @@ pub(crate) type Lookahead = Box<dyn FnMut(Vec<u32>) + Send>;
 struct Registered {
     token: String,
     last_seen: Micros,
+    /// When it is removed unless heard from again (set by `touch`, also at registration).
+    deadline: Option<Micros>,
     /// The id of a GetTask request waiting for a task.
     parked: Option<String>,
     /// The last round (or cross-site step, offset past all rounds) this client was given.
@@ -360,6 +362,7 @@ impl Server {
         let reg = Registered {
             token: token.clone(),
             last_seen: 0,
+            deadline: None,
             parked: None,
             served: None,
         };
@@ -403,10 +406,15 @@ impl Server {
         let Some(r) = self.clients.get_mut(&client) else {
             return;
         };
-        self.deadlines
-            .remove(&(r.last_seen + self.cfg.heart_beat_timeout, client));
-        r.last_seen = now;
         let deadline = now + self.cfg.heart_beat_timeout;
+        if r.deadline == Some(deadline) {
+            // Heard from again at the same instant: nothing moves.
+            return;
+        }
+        if let Some(old) = r.deadline.replace(deadline) {
+            self.deadlines.remove(&(old, client));
+        }
+        r.last_seen = now;
         self.deadlines.insert((deadline, client));
         self.arm_check();
     }
@@ -425,8 +433,9 @@ impl Server {
     fn forget(&mut self, client: u32) {
         if let Some(r) = self.clients.remove(&client) {
             self.tokens.remove(&r.token);
-            self.deadlines
-                .remove(&(r.last_seen + self.cfg.heart_beat_timeout, client));
+            if let Some(d) = r.deadline {
+                self.deadlines.remove(&(d, client));
+            }
         }
     }
 
