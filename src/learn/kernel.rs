@@ -116,9 +116,21 @@ fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    has_avx2()
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+}
+
 /// `out_i = x_i·wtᵀ + b`: `x` is n×k, `wt` is m×k, `b` has m entries, `out` is n×m; the
 /// padding of `out`'s rows is left as it is.
 pub(crate) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F/DQ, AVX2 and FMA, checked just above.
+        return unsafe { avx512::affine(x, wt, b, out) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -324,7 +336,7 @@ mod avx2 {
 
     /// Loads one lane group.
     #[inline(always)]
-    fn load(c: &[f32; LANES]) -> __m256 {
+    pub(super) fn load(c: &[f32; LANES]) -> __m256 {
         // SAFETY: `c` is exactly the 8 f32s an unaligned load reads; only called from
         // functions compiled with AVX2.
         unsafe { _mm256_loadu_ps(c.as_ptr()) }
@@ -338,7 +350,7 @@ mod avx2 {
     }
 
     #[inline(always)]
-    fn lanes(v: __m256) -> [f32; LANES] {
+    pub(super) fn lanes(v: __m256) -> [f32; LANES] {
         let mut out = [0.0f32; LANES];
         store(&mut out, v);
         out
@@ -421,7 +433,7 @@ mod avx2 {
     /// additions: lanes `l` and `l + 4`, then quads 0 + 2 and 1 + 3, then those two. Returns
     /// the eight sums in output order.
     #[inline(always)]
-    fn reduce8(a: [__m256; 8]) -> __m256 {
+    pub(super) fn reduce8(a: [__m256; 8]) -> __m256 {
         // h0 holds outputs 0, 2 in its low half and 1, 3 in its high half; h1 likewise 4, 6
         // and 5, 7.
         let h0 = halves(quads(a[0], a[1]), quads(a[2], a[3]));
@@ -706,6 +718,147 @@ mod avx2 {
     }
 }
 
+/// [`affine`] two rows at a time: each 512-bit register holds one lane group of two rows, so
+/// one multiply-add (and one shuffle of the reduction) does the work of two AVX2 ones. Every
+/// lane sees the same products in the same order as in [`avx2`], and each output's lane sums
+/// are added in [`avx2::reduce8`]'s order, only in other lanes of the register: the same
+/// bits.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::{
+        __m512, _mm512_add_ps, _mm512_broadcast_f32x8, _mm512_castps256_ps512,
+        _mm512_castps512_ps256, _mm512_extractf32x8_ps, _mm512_fmadd_ps, _mm512_insertf32x8,
+        _mm512_permutexvar_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_shuffle_f32x4,
+        _mm512_shuffle_ps,
+    };
+
+    use super::avx2::{lanes, load};
+    use super::{padded, LANES};
+
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    pub(super) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
+        let kc = wt.len() / b.len().max(1) / LANES;
+        // As in the AVX2 kernel: W1's eight lane groups as a constant, so the loops unroll.
+        match kc {
+            0 => super::avx2::affine(x, wt, b, out),
+            8 => row_pairs(x, wt, b, out, 8),
+            _ => row_pairs(x, wt, b, out, kc),
+        }
+    }
+
+    /// [`affine`] for rows of `kc ≥ 1` lane groups: pairs of rows, then an odd last row on
+    /// the AVX2 kernel.
+    #[inline(always)]
+    fn row_pairs(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
+        let (m, mp) = (b.len(), padded(b.len()));
+        let w = wt.as_chunks::<LANES>().0;
+        let xs = x.as_chunks::<LANES>().0;
+        let rows = (xs.len() / kc).min(out.len() / mp.max(1));
+        for (xp, op) in xs
+            .chunks_exact(2 * kc)
+            .zip(out.chunks_exact_mut(2 * mp))
+            .take(rows / 2)
+        {
+            let (x0, x1) = xp.split_at(kc);
+            let (o0, o1) = op.split_at_mut(mp);
+            for j in (0..m).step_by(8) {
+                let g = (m - j).min(8);
+                let (wg, bg) = (&w[j * kc..(j + g) * kc], &b[j..j + g]);
+                let (o0, o1) = (&mut o0[j..j + g], &mut o1[j..j + g]);
+                match g {
+                    8 => outputs::<8>([x0, x1], wg, bg, [o0, o1]),
+                    7 => outputs::<7>([x0, x1], wg, bg, [o0, o1]),
+                    6 => outputs::<6>([x0, x1], wg, bg, [o0, o1]),
+                    5 => outputs::<5>([x0, x1], wg, bg, [o0, o1]),
+                    4 => outputs::<4>([x0, x1], wg, bg, [o0, o1]),
+                    3 => outputs::<3>([x0, x1], wg, bg, [o0, o1]),
+                    2 => outputs::<2>([x0, x1], wg, bg, [o0, o1]),
+                    _ => outputs::<1>([x0, x1], wg, bg, [o0, o1]),
+                }
+            }
+        }
+        if rows % 2 == 1 {
+            let last = rows - 1;
+            // SAFETY: this function is only compiled into AVX-512 (so AVX2 and FMA) callers.
+            unsafe {
+                super::avx2::affine(
+                    &x[last * kc * LANES..rows * kc * LANES],
+                    wt,
+                    b,
+                    &mut out[last * mp..rows * mp],
+                )
+            }
+        }
+    }
+
+    /// [`avx2::reduce8`](super::avx2::reduce8) of two rows' accumulators at once: `a[q]` holds
+    /// output `q`'s lane sums, row 0 in the low 256 bits and row 1 in the high. Returns the
+    /// eight sums of row 0, then those of row 1.
+    #[inline(always)]
+    fn reduce8x2(a: [__m512; 8]) -> __m512 {
+        // SAFETY: shuffles and adds on registers; only called from AVX-512 functions.
+        unsafe {
+            // 128-bit lanes of each a[q]: row 0 low, row 0 high, row 1 low, row 1 high.
+            // quads(x, y): lanes [x r0, x r1, y r0, y r1], each lane l + lane l + 4.
+            let quads = |x: __m512, y: __m512| {
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0x88>(x, y),
+                    _mm512_shuffle_f32x4::<0xDD>(x, y),
+                )
+            };
+            // Per 128-bit lane: [x0 + x2, x1 + x3, y0 + y2, y1 + y3].
+            let halves = |x: __m512, y: __m512| {
+                _mm512_add_ps(
+                    _mm512_shuffle_ps::<0x44>(x, y),
+                    _mm512_shuffle_ps::<0xEE>(x, y),
+                )
+            };
+            let h0 = halves(quads(a[0], a[1]), quads(a[2], a[3]));
+            let h1 = halves(quads(a[4], a[5]), quads(a[6], a[7]));
+            // Lanes: [0 2 4 6 of r0 | 0 2 4 6 of r1 | 1 3 5 7 of r0 | 1 3 5 7 of r1].
+            let sums = _mm512_add_ps(
+                _mm512_shuffle_ps::<0x88>(h0, h1),
+                _mm512_shuffle_ps::<0xDD>(h0, h1),
+            );
+            let order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+            _mm512_permutexvar_ps(order, sums)
+        }
+    }
+
+    /// `G ≤ 8` outputs of two rows, as the AVX2 kernel's `outputs` computes them for each.
+    #[inline(always)]
+    fn outputs<const G: usize>(
+        x: [&[[f32; LANES]]; 2],
+        w: &[[f32; LANES]],
+        b: &[f32],
+        o: [&mut [f32]; 2],
+    ) {
+        let kc = x[0].len();
+        assert!(x[1].len() == kc && w.len() == G * kc && b.len() == G);
+        // SAFETY: register arithmetic and loads from the slices in hand; only called from
+        // functions compiled with AVX-512F/DQ.
+        unsafe {
+            let mut acc: [__m512; 8] = [_mm512_setzero_ps(); 8];
+            for (c, (x0, x1)) in x[0].iter().zip(x[1]).enumerate() {
+                let xv = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(load(x0)), load(x1));
+                for (q, a) in acc.iter_mut().enumerate().take(G) {
+                    // q < G and c < kc, so q·kc + c < G·kc = w.len() (asserted above).
+                    let wv = _mm512_broadcast_f32x8(load(w.get_unchecked(q * kc + c)));
+                    *a = _mm512_fmadd_ps(xv, wv, *a);
+                }
+            }
+            let sums = reduce8x2(acc);
+            let lo = lanes(_mm512_castps512_ps256(sums));
+            let hi = lanes(_mm512_extractf32x8_ps::<1>(sums));
+            for (o, sums) in o.into_iter().zip([lo, hi]) {
+                for ((o, s), b) in o.iter_mut().zip(sums).zip(b) {
+                    *o = s + b;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -882,6 +1035,14 @@ mod tests {
             affine(&x, &wt, &b, &mut fast);
             portable::affine(&x, &wt, &b, &mut slow);
             assert_eq!(bits(&fast), bits(&slow));
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // The dispatch above may have taken AVX-512: check the AVX2 kernel too.
+                let mut avx2 = vec![0.0; n * mp];
+                // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                unsafe { avx2::affine(&x, &wt, &b, &mut avx2) };
+                assert_eq!(bits(&avx2), bits(&slow));
+            }
 
             let (mut fast, mut slow) = (vec![0.0; n * kp], vec![0.0; n * kp]);
             backprop(&g, &wt, m, &mut fast);
