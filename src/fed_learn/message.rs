@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-use prost::encoding::{btree_map, bytes as bytes_field, string};
+use bytes::{Buf, Bytes};
+use prost::encoding::{btree_map, bytes as bytes_field, decode_key, decode_varint, WireType};
 use prost::Message as _;
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
 use super::error::FLCommunicationError;
 use super::pb;
+use super::text::Text;
 
 /// Header names of Clara's `MsgHeader`.
 pub struct MsgHeader;
@@ -72,31 +73,32 @@ fn push_hex(s: &mut String, byte: u8) {
     s.push(HEX[(byte & 0xf) as usize] as char);
 }
 
-/// A message between server and client: Clara's `Message(topic, body)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message between server and client: Clara's `Message(topic, body)`. Its strings are
+/// [`Text`]s: a decoded message's share the frame's buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Message {
     /// A fresh UUID-like id.
-    pub id: String,
+    pub id: Text,
     /// What the message is for: an RPC name or [`REPLY_TOPIC`].
-    pub topic: String,
+    pub topic: Text,
     /// The protobuf type of `body` (`"fedlearn.ClientLogin"`), or `"str"` for text.
-    pub body_type: String,
+    pub body_type: Text,
     /// The payload, usually an encoded federated.proto message.
     pub body: Bytes,
     /// String headers; a `BTreeMap` so that encoding is deterministic.
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<Text, Text>,
 }
 
 impl Message {
     /// A message with a fresh id and no headers.
     pub fn new(
         ids: &mut MessageIds,
-        topic: impl Into<String>,
-        body_type: impl Into<String>,
+        topic: impl Into<Text>,
+        body_type: impl Into<Text>,
         body: impl Into<Bytes>,
     ) -> Self {
         Message {
-            id: ids.next_id(),
+            id: ids.next_id().into(),
             topic: topic.into(),
             body_type: body_type.into(),
             body: body.into(),
@@ -105,17 +107,17 @@ impl Message {
     }
 
     /// Sets a header, replacing any earlier value.
-    pub fn set_header(&mut self, key: impl Into<String>, value: impl Into<String>) {
+    pub fn set_header(&mut self, key: impl Into<Text>, value: impl Into<Text>) {
         self.headers.insert(key.into(), value.into());
     }
 
     /// A header's value, if set.
     pub fn get_header(&self, key: &str) -> Option<&str> {
-        self.headers.get(key).map(String::as_str)
+        self.headers.get(key).map(Text::as_str)
     }
 
     /// Marks this message as the answer to the message with id `ref_id`.
-    pub fn set_ref_id(&mut self, ref_id: impl Into<String>) {
+    pub fn set_ref_id(&mut self, ref_id: impl Into<Text>) {
         self.set_header(MsgHeader::REF_MSG_ID, ref_id);
     }
 
@@ -138,11 +140,11 @@ impl Message {
 
     /// The length of [`Message::to_bytes`].
     pub fn encoded_len(&self) -> usize {
-        let text = |tag, v: &String| {
+        let text = |tag, v: &Text| {
             if v.is_empty() {
                 0
             } else {
-                string::encoded_len(tag, v)
+                bytes_field::encoded_len(tag, v.as_bytes())
             }
         };
         let body = if self.body.is_empty() {
@@ -154,7 +156,7 @@ impl Message {
             + text(2, &self.topic)
             + text(3, &self.body_type)
             + body
-            + btree_map::encoded_len(string::encoded_len, string::encoded_len, 5, &self.headers)
+            + btree_map::encoded_len(text_len, text_len, 5, &self.headers)
     }
 
     /// Appends the `admin.proto` bytes to `buf`: the same bytes as encoding the generated
@@ -162,38 +164,102 @@ impl Message {
     pub fn encode_to(&self, buf: &mut impl bytes::BufMut) {
         for (tag, v) in [(1, &self.id), (2, &self.topic), (3, &self.body_type)] {
             if !v.is_empty() {
-                string::encode(tag, v, buf);
+                bytes_field::encode(tag, v.as_bytes(), buf);
             }
         }
         if !self.body.is_empty() {
             bytes_field::encode(4, &self.body, buf);
         }
         btree_map::encode(
-            string::encode,
-            string::encoded_len,
-            string::encode,
-            string::encoded_len,
+            |tag, t: &Text, buf: &mut _| bytes_field::encode(tag, t.as_bytes(), buf),
+            text_len,
+            |tag, t: &Text, buf: &mut _| bytes_field::encode(tag, t.as_bytes(), buf),
+            text_len,
             5,
             &self.headers,
             buf,
         );
     }
 
-    /// Decodes `admin.proto` bytes; the body shares `bytes`' buffer rather than copying it.
+    /// Decodes `admin.proto` bytes. The body and every string share `bytes`' buffer rather
+    /// than copying it; anything but the plain layout fedsim writes (unknown fields, a field
+    /// of the wrong wire type, bad UTF-8, truncation) goes to prost's decoder, which gives the
+    /// same message or the same error as always.
     pub fn from_bytes(bytes: Bytes) -> Result<Self, FLCommunicationError> {
+        if let Some(m) = Self::decode_shared(bytes.clone()) {
+            return Ok(m);
+        }
         let pb = pb::Message::decode(bytes)?;
         Ok(Message {
-            id: pb.id,
-            topic: pb.topic,
-            body_type: pb.body_type,
+            id: pb.id.into(),
+            topic: pb.topic.into(),
+            body_type: pb.body_type.into(),
             body: pb.body,
-            headers: pb.headers,
+            headers: pb
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         })
+    }
+
+    /// The fast path of [`Message::from_bytes`]: `None` where prost's decoder must decide.
+    fn decode_shared(mut buf: Bytes) -> Option<Self> {
+        let mut m = Message::default();
+        while buf.has_remaining() {
+            let (tag, wire) = decode_key(&mut buf).ok()?;
+            if wire != WireType::LengthDelimited {
+                return None;
+            }
+            let field = length_delimited(&mut buf)?;
+            // As in prost, a field seen twice keeps its last value.
+            match tag {
+                1 => m.id = Text::from_utf8(field).ok()?,
+                2 => m.topic = Text::from_utf8(field).ok()?,
+                3 => m.body_type = Text::from_utf8(field).ok()?,
+                4 => m.body = field,
+                5 => {
+                    let (k, v) = header_entry(field)?;
+                    m.headers.insert(k, v);
+                }
+                _ => return None,
+            }
+        }
+        Some(m)
     }
 }
 
+/// The encoded length of a string field holding `t`.
+fn text_len(tag: u32, t: &Text) -> usize {
+    bytes_field::encoded_len(tag, t.as_bytes())
+}
+
+/// The next length-delimited field's bytes, sharing `buf`'s buffer.
+fn length_delimited(buf: &mut Bytes) -> Option<Bytes> {
+    let len = usize::try_from(decode_varint(buf).ok()?).ok()?;
+    (len <= buf.remaining()).then(|| buf.split_to(len))
+}
+
+/// A headers map entry (key = 1, value = 2, each empty when absent, as in prost).
+fn header_entry(mut entry: Bytes) -> Option<(Text, Text)> {
+    let (mut k, mut v) = (Text::default(), Text::default());
+    while entry.has_remaining() {
+        let (tag, wire) = decode_key(&mut entry).ok()?;
+        if wire != WireType::LengthDelimited {
+            return None;
+        }
+        let field = Text::from_utf8(length_delimited(&mut entry)?).ok()?;
+        match tag {
+            1 => k = field,
+            2 => v = field,
+            _ => return None,
+        }
+    }
+    Some((k, v))
+}
+
 /// A successful reply carrying `data`, or the text `"ok"` when there is none.
-pub fn ok_reply(ids: &mut MessageIds, data: Option<(&str, Bytes)>) -> Message {
+pub fn ok_reply(ids: &mut MessageIds, data: Option<(&'static str, Bytes)>) -> Message {
     let (body_type, body) = data.unwrap_or(("str", Bytes::from_static(b"ok")));
     let mut m = Message::new(ids, REPLY_TOPIC, body_type, body);
     m.set_header(MsgHeader::RETURN_CODE, ReturnCode::OK);
@@ -271,25 +337,70 @@ mod tests {
         full.set_header(MsgHeader::RETURN_CODE, ReturnCode::OK);
         full.set_header("", "empty key");
         full.set_header("empty value", "");
-        let bare = Message {
-            id: String::new(),
-            topic: String::new(),
-            body_type: String::new(),
-            body: Bytes::new(),
-            headers: BTreeMap::new(),
-        };
+        let bare = Message::default();
         for m in [full, bare] {
             let generated = pb::Message {
-                id: m.id.clone(),
-                topic: m.topic.clone(),
-                body_type: m.body_type.clone(),
+                id: m.id.to_string(),
+                topic: m.topic.to_string(),
+                body_type: m.body_type.to_string(),
                 body: m.body.clone(),
-                headers: m.headers.clone(),
+                headers: m
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             }
             .encode_to_vec();
             assert_eq!(m.to_bytes(), generated);
             assert_eq!(m.encoded_len(), generated.len());
+            assert_eq!(Message::from_bytes(generated.into()).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn what_the_fast_decoder_leaves_to_prost_decodes_as_prost_decodes_it() {
+        let generated = |headers: &[(&str, &str)]| pb::Message {
+            id: "id-1".into(),
+            topic: "GetTask".into(),
+            body_type: "str".into(),
+            body: Bytes::from_static(b"ok"),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let mut plain = generated(&[("_rtnCode", "_ok")]).encode_to_vec();
+        // An unknown varint field (tag 9): prost skips it, so the message is the same.
+        let mut extra = plain.clone();
+        extra.extend_from_slice(&[9 << 3, 1]);
+        let want = Message::from_bytes(plain.clone().into()).unwrap();
+        assert_eq!(Message::from_bytes(extra.into()).unwrap(), want);
+        // A field repeated: the last value wins, on both paths.
+        let again = generated(&[]);
+        plain.extend_from_slice(
+            &pb::Message {
+                id: "id-2".into(),
+                ..again
+            }
+            .encode_to_vec(),
+        );
+        assert_eq!(Message::from_bytes(plain.into()).unwrap().id, "id-2");
+        // Bad UTF-8 in a string and a truncated field are errors, as prost says.
+        let mut bad = generated(&[]).encode_to_vec();
+        let at = bad.iter().position(|&b| b == b'G').unwrap();
+        bad[at] = 0xff;
+        let (ours, prost) = (
+            Message::from_bytes(bad.clone().into())
+                .unwrap_err()
+                .to_string(),
+            pb::Message::decode(Bytes::from(bad))
+                .unwrap_err()
+                .to_string(),
+        );
+        assert!(ours.contains(&prost), "{ours} / {prost}");
+        let mut short = generated(&[]).encode_to_vec();
+        short.truncate(short.len() - 1);
+        assert!(Message::from_bytes(short.into()).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod event;
 pub mod message;
 mod npy_fast;
 pub mod numproto;
+pub mod text;
 pub mod transform;
 
 /// The protobuf messages of `proto/federated.proto` and `proto/admin.proto` (package
@@ -29,4 +30,5 @@ pub use event::EventType;
 pub use message::{error_reply, ok_reply, Message, MessageIds, MsgHeader, ReturnCode};
 pub use npy_fast::NpyElement;
 pub use numproto::{ndarray_to_proto, proto_to_ndarray, NumprotoError, Tensor};
+pub use text::Text;
 pub use transform::{ModelTransformer, TransformChain};

@@ -134,7 +134,7 @@ impl Client {
         self.port.emit(round, event, Some(self.id), detail);
     }
 
-    fn send(&mut self, method: Method, body_type: &str, body: &impl prost::Message) {
+    fn send(&mut self, method: Method, body_type: &'static str, body: &impl prost::Message) {
         let msg = wire::request(&mut self.ids, method, body_type, body);
         let frame = wire::frame(&msg);
         self.port

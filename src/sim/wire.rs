@@ -6,7 +6,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::port::Method;
-use crate::fed_learn::{FLCommunicationError, Message, MessageIds, MsgHeader, ReturnCode};
+use crate::fed_learn::{FLCommunicationError, Message, MessageIds, MsgHeader, ReturnCode, Text};
 
 /// The body type names written in `Message.body_type`.
 pub(crate) mod types {
@@ -59,7 +59,7 @@ pub(crate) fn unframe(frame: Bytes) -> Result<Message, FLCommunicationError> {
 pub(crate) fn request(
     ids: &mut MessageIds,
     method: Method,
-    body_type: &str,
+    body_type: &'static str,
     body: &impl prost::Message,
 ) -> Message {
     Message::new(ids, method.topic(), body_type, body.encode_to_vec())
@@ -69,7 +69,7 @@ pub(crate) fn request(
 /// replies is encoded once).
 pub(crate) fn reply(
     ids: &mut MessageIds,
-    req_id: &str,
+    req_id: &Text,
     body_type: &'static str,
     body: Bytes,
 ) -> Message {
@@ -79,7 +79,7 @@ pub(crate) fn reply(
 }
 
 /// A failed reply to `req_id`.
-pub(crate) fn error(ids: &mut MessageIds, req_id: &str, err: &str) -> Message {
+pub(crate) fn error(ids: &mut MessageIds, req_id: &Text, err: &str) -> Message {
     let mut m = crate::fed_learn::error_reply(ids, err);
     m.set_ref_id(req_id);
     m

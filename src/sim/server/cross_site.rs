@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Phase, Server};
 use crate::fed_learn::pb::{self, ModelData};
-use crate::fed_learn::EventType;
+use crate::fed_learn::{EventType, Text};
 use crate::learn::Params;
 use crate::sim::events::client_name;
 use crate::sim::port::Timer;
@@ -53,7 +53,7 @@ impl Server {
         let Phase::CrossSite(x) = &self.phase else {
             return;
         };
-        let parked: Vec<(u32, String)> = x
+        let parked: Vec<(u32, Text)> = x
             .expected
             .clone()
             .into_iter()
@@ -68,7 +68,7 @@ impl Server {
         }
     }
 
-    pub(super) fn serve_cross_site(&mut self, client: u32, req: &str) {
+    pub(super) fn serve_cross_site(&mut self, client: u32, req: &Text) {
         let Phase::CrossSite(x) = &self.phase else {
             return;
         };

@@ -20,7 +20,7 @@ use super::port::{Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::aggregate::{Aggregator, Update};
 use crate::fed_learn::pb::{self, ModelData};
-use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, TransformChain};
+use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, Text, TransformChain};
 use crate::learn::{Dataset, Evaluator, Metrics, Params};
 use crate::rng::{self, NONE};
 
@@ -105,7 +105,7 @@ struct Registered {
     /// When it is removed unless heard from again (set by `touch`, also at registration).
     deadline: Option<Micros>,
     /// The id of a GetTask request waiting for a task.
-    parked: Option<String>,
+    parked: Option<Text>,
     /// The last round (or cross-site step, offset past all rounds) this client was given.
     served: Option<u32>,
 }
@@ -316,7 +316,7 @@ impl Server {
         );
     }
 
-    fn summary(&mut self, client: u32, req: &str, token: Option<String>, refused: bool) {
+    fn summary(&mut self, client: u32, req: &Text, token: Option<String>, refused: bool) {
         let s = pb::FederatedSummary {
             comment: String::new(),
             token: token.map(|t| pb::Token { token: t }),
@@ -328,7 +328,7 @@ impl Server {
         self.send(client, m);
     }
 
-    fn refuse(&mut self, client: u32, req: &str, why: &str) {
+    fn refuse(&mut self, client: u32, req: &Text, why: &str) {
         let m = wire::error(&mut self.ids, req, why);
         self.send(client, m);
     }
@@ -340,7 +340,7 @@ impl Server {
 
     // ---- registration, heartbeats, quits ------------------------------------------------
 
-    fn on_register(&mut self, client: u32, req: &str, login: pb::ClientLogin) {
+    fn on_register(&mut self, client: u32, req: &Text, login: pb::ClientLogin) {
         if let Some(r) = self.clients.get(&client) {
             let token = r.token.clone();
             self.touch(client);
@@ -381,7 +381,7 @@ impl Server {
         }
     }
 
-    fn on_heartbeat(&mut self, client: u32, req: &str, s: pb::ClientState) {
+    fn on_heartbeat(&mut self, client: u32, req: &Text, s: pb::ClientState) {
         if !self.check_token(client, &s.token) {
             return self.refuse(client, req, "unknown token");
         }
@@ -389,7 +389,7 @@ impl Server {
         self.summary(client, req, None, false);
     }
 
-    fn on_quit(&mut self, client: u32, req: &str, s: pb::ClientState) {
+    fn on_quit(&mut self, client: u32, req: &Text, s: pb::ClientState) {
         if !self.check_token(client, &s.token) {
             return self.refuse(client, req, "unknown token");
         }
@@ -575,7 +575,7 @@ impl Server {
         let task = self.encode_task(self.meta(r), "train", md, true);
         self.port
             .timer(self.cfg.round_timeout, Timer::RoundTimeout(r));
-        let parked: Vec<(u32, String)> = selected
+        let parked: Vec<(u32, Text)> = selected
             .iter()
             .filter_map(|c| {
                 self.clients
@@ -603,7 +603,7 @@ impl Server {
         }
     }
 
-    fn serve_round(&mut self, client: u32, req: &str) {
+    fn serve_round(&mut self, client: u32, req: &Text) {
         let Phase::Training(open) = &self.phase else {
             return;
         };
@@ -620,7 +620,7 @@ impl Server {
         self.send(client, m);
     }
 
-    fn on_get_task(&mut self, client: u32, req: &str, s: pb::ClientState) {
+    fn on_get_task(&mut self, client: u32, req: &Text, s: pb::ClientState) {
         if !self.check_token(client, &s.token) {
             return self.refuse(client, req, "unknown token");
         }
@@ -637,7 +637,7 @@ impl Server {
             }
             _ => {
                 if let Some(r) = self.clients.get_mut(&client) {
-                    r.parked = Some(req.to_string());
+                    r.parked = Some(req.clone());
                 }
             }
         }
@@ -647,7 +647,7 @@ impl Server {
     fn on_submit(
         &mut self,
         client: u32,
-        req: &str,
+        req: &Text,
         c: pb::Contribution,
         params: Option<Result<Params, String>>,
     ) {
