@@ -144,6 +144,11 @@ pub(crate) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
 /// output.
 pub(crate) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F/DQ, AVX2 and FMA, checked just above.
+        return unsafe { avx512::affine_step(x, g, s, wt, b) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { avx2::affine_step(x, g, s, wt, b) };
@@ -344,7 +349,7 @@ mod avx2 {
 
     /// Stores one lane group.
     #[inline(always)]
-    fn store(c: &mut [f32; LANES], v: __m256) {
+    pub(super) fn store(c: &mut [f32; LANES], v: __m256) {
         // SAFETY: as for `load`.
         unsafe { _mm256_storeu_ps(c.as_mut_ptr(), v) }
     }
@@ -722,18 +727,90 @@ mod avx2 {
 /// one multiply-add (and one shuffle of the reduction) does the work of two AVX2 ones. Every
 /// lane sees the same products in the same order as in [`avx2`], and each output's lane sums
 /// are added in [`avx2::reduce8`]'s order, only in other lanes of the register: the same
-/// bits.
+/// bits. [`affine_step`] likewise updates two outputs' weights per register.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512, _mm512_add_ps, _mm512_broadcast_f32x8, _mm512_castps256_ps512,
+        __m512, _mm256_set1_ps, _mm512_add_ps, _mm512_broadcast_f32x8, _mm512_castps256_ps512,
         _mm512_castps512_ps256, _mm512_extractf32x8_ps, _mm512_fmadd_ps, _mm512_insertf32x8,
-        _mm512_permutexvar_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_shuffle_f32x4,
-        _mm512_shuffle_ps,
+        _mm512_permutexvar_ps, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps,
+        _mm512_shuffle_f32x4, _mm512_shuffle_ps,
     };
 
-    use super::avx2::{lanes, load};
+    use super::avx2::{lanes, load, store};
     use super::{padded, LANES};
+
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32]) {
+        let kc = wt.len() / b.len().max(1) / LANES;
+        match kc {
+            0 => super::avx2::affine_step(x, g, s, wt, b),
+            8 => step_pairs(x, g, s, wt, b, 8),
+            _ => step_pairs(x, g, s, wt, b, kc),
+        }
+    }
+
+    /// [`affine_step`] for rows of `kc ≥ 1` lane groups, outputs two at a time; an odd last
+    /// output shares its registers with a scratch one that is thrown away.
+    #[inline(always)]
+    fn step_pairs(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32], kc: usize) {
+        let (m, mp) = (b.len(), padded(b.len()));
+        let n = g.len() / mp.max(1);
+        let xs = x.as_chunks::<LANES>().0;
+        let wc = wt.as_chunks_mut::<LANES>().0;
+        let mut a = Vec::with_capacity(n);
+        let mut spare = (vec![[0.0; LANES]; kc], 0.0);
+        for j in (0..m).step_by(2) {
+            // Sample i's steps on outputs j and j + 1, rounded as the portable loop rounds them.
+            a.clear();
+            a.extend((0..n).map(|i| {
+                let gi = &g[i * mp..];
+                (s * gi[j], if j + 1 < m { s * gi[j + 1] } else { 0.0 })
+            }));
+            let (w0, w1) = wc[j * kc..].split_at_mut(kc);
+            let (b0, b1) = b[j..].split_at_mut(1);
+            let (w1, b1) = match (j + 1 < m, b1.first_mut()) {
+                (true, Some(b1)) => (&mut w1[..kc], b1),
+                _ => (&mut spare.0[..], &mut spare.1),
+            };
+            two_outputs(xs, &a, [w0, w1], kc);
+            for (a0, a1) in &a {
+                b0[0] += a0;
+                *b1 += a1;
+            }
+        }
+    }
+
+    /// Adds every sample's steps `a[i]` times its inputs to two outputs' weights, eight lane
+    /// groups at a time held in registers (output 0 low, output 1 high).
+    #[inline(always)]
+    fn two_outputs(xs: &[[f32; LANES]], a: &[(f32, f32)], w: [&mut [[f32; LANES]]; 2], kc: usize) {
+        let [w0, w1] = w;
+        // SAFETY: register arithmetic, and loads and stores of the slices in hand; only called
+        // from functions compiled with AVX-512F/DQ.
+        unsafe {
+            for c0 in (0..kc).step_by(8) {
+                let len = (kc - c0).min(8);
+                let mut acc: [__m512; 8] = [_mm512_setzero_ps(); 8];
+                for (q, v) in acc.iter_mut().enumerate().take(len) {
+                    *v = _mm512_insertf32x8::<1>(
+                        _mm512_castps256_ps512(load(&w0[c0 + q])),
+                        load(&w1[c0 + q]),
+                    );
+                }
+                for (xi, &(a0, a1)) in xs.chunks_exact(kc).zip(a) {
+                    let av = _mm512_insertf32x8::<1>(_mm512_set1_ps(a0), _mm256_set1_ps(a1));
+                    for (v, xv) in acc.iter_mut().zip(&xi[c0..c0 + len]) {
+                        *v = _mm512_fmadd_ps(av, _mm512_broadcast_f32x8(load(xv)), *v);
+                    }
+                }
+                for (q, v) in acc.iter().enumerate().take(len) {
+                    store(&mut w0[c0 + q], _mm512_castps512_ps256(*v));
+                    store(&mut w1[c0 + q], _mm512_extractf32x8_ps::<1>(*v));
+                }
+            }
+        }
+    }
 
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
     pub(super) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
@@ -1055,6 +1132,14 @@ mod tests {
             portable::affine_step(&x, &g, -0.05, &mut ws, &mut bs);
             assert_eq!(bits(&wf), bits(&ws));
             assert_eq!(bits(&bf), bits(&bs));
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                let (mut wa, mut ba) = (wt.clone(), b.clone());
+                // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                unsafe { avx2::affine_step(&x, &g, -0.05, &mut wa, &mut ba) };
+                assert_eq!(bits(&wa), bits(&ws));
+                assert_eq!(bits(&ba), bits(&bs));
+            }
         }
     }
 }
