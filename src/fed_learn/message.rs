@@ -97,8 +97,18 @@ impl Message {
         body_type: impl Into<Text>,
         body: impl Into<Bytes>,
     ) -> Self {
+        Self::with_id(ids.next_id(), topic, body_type, body)
+    }
+
+    /// A message with the given id (drawn earlier from a [`MessageIds`]) and no headers.
+    pub fn with_id(
+        id: impl Into<Text>,
+        topic: impl Into<Text>,
+        body_type: impl Into<Text>,
+        body: impl Into<Bytes>,
+    ) -> Self {
         Message {
-            id: ids.next_id().into(),
+            id: id.into(),
             topic: topic.into(),
             body_type: body_type.into(),
             body: body.into(),

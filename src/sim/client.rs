@@ -396,19 +396,21 @@ impl Client {
         self.common.data.get(self.id)
     }
 
-    /// Runs [`local_update`] in the pool, lending it the client's transformer chain and a copy
-    /// of its message-id generator, which replaces the client's own only if a contribution was
-    /// framed (so a failed update draws no id, as before it was offloaded).
+    /// Runs [`local_update`] in the pool, lending it the client's transformer chain and the
+    /// contribution's message id. The id comes from a copy of the client's id generator, which
+    /// replaces the client's own only if a contribution was framed (so a failed update draws no
+    /// id, as before it was offloaded).
     async fn update(&mut self, body: Bytes) -> Tasked {
         let (common, id, client) = (self.common.clone(), self.id, self.state_msg());
         let mut chain = std::mem::take(&mut self.chain);
         let mut ids = self.ids.clone();
-        let (chain, ids, tasked) = self
+        let msg_id = ids.next_id();
+        let (chain, tasked) = self
             .common
             .pool
             .run(move || {
-                let tasked = local_update(&common, id, &mut chain, &mut ids, body, client);
-                (chain, ids, tasked)
+                let tasked = local_update(&common, id, &mut chain, msg_id, body, client);
+                (chain, tasked)
             })
             .await;
         self.chain = chain;
@@ -556,7 +558,7 @@ fn local_update(
     common: &ClientCommon,
     id: u32,
     chain: &mut TransformChain,
-    ids: &mut MessageIds,
+    msg_id: String,
     body: Bytes,
     client: pb::ClientState,
 ) -> Tasked {
@@ -570,7 +572,7 @@ fn local_update(
     let meta = task.meta_data.unwrap_or_default();
     let round = meta.current_round.max(0) as u32;
     let model = task.data.unwrap_or_default();
-    let outcome = train(common, id, chain, ids, model, client, meta);
+    let outcome = train(common, id, chain, msg_id, model, client, meta);
     Tasked::Train {
         round,
         bytes,
@@ -583,7 +585,7 @@ fn train(
     common: &ClientCommon,
     id: u32,
     chain: &mut TransformChain,
-    ids: &mut MessageIds,
+    msg_id: String,
     model: ModelData,
     client: pb::ClientState,
     meta: pb::MetaData,
@@ -619,8 +621,8 @@ fn train(
             task_name: "train".into(),
             metrics: [("train_loss".to_string(), loss)].into_iter().collect(),
         };
-        wire::frame(&wire::request(
-            ids,
+        wire::frame(&wire::request_with_id(
+            msg_id,
             Method::SubmitUpdate,
             types::CONTRIBUTION,
             &c,

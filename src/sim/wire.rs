@@ -65,6 +65,16 @@ pub(crate) fn request(
     Message::new(ids, method.topic(), body_type, body.encode_to_vec())
 }
 
+/// A request message with the id `id` (drawn earlier by the sender).
+pub(crate) fn request_with_id(
+    id: String,
+    method: Method,
+    body_type: &'static str,
+    body: &impl prost::Message,
+) -> Message {
+    Message::with_id(id, method.topic(), body_type, body.encode_to_vec())
+}
+
 /// A successful reply to `req_id` carrying `body` (already encoded, so a model shared by many
 /// replies is encoded once).
 pub(crate) fn reply(

@@ -25,10 +25,18 @@ pub(super) enum Inbound {
     Login(Message, pb::ClientLogin),
     /// A task request, heartbeat or quit.
     State(Message, pb::ClientState),
-    /// A contribution and, for a training one, its tensors decoded (or why they did not).
-    Submit(Message, pb::Contribution, Option<Result<Params, String>>),
+    /// A contribution and, for a training one, its tensors decoded (or why they did not);
+    /// boxed, as it is several times the size of the other variants.
+    Submit(Box<Submission>),
     /// A reply: the server asks nothing, so it ignores them.
     Reply,
+}
+
+/// A decoded contribution: see [`Inbound::Submit`].
+pub(super) struct Submission {
+    pub msg: Message,
+    pub contribution: pb::Contribution,
+    pub params: Option<Result<Params, String>>,
 }
 
 /// What decoding needs: the server's transformer chain (decoding only) and the model's
@@ -64,7 +72,11 @@ impl Decoder {
                 // Anything but cross-site validation's is taken for training, as the server does.
                 let training = !matches!(c.r#type.as_str(), "best_model" | "validation");
                 let params = training.then(|| self.params(c.data.take()));
-                Inbound::Submit(msg, c, params)
+                Inbound::Submit(Box::new(Submission {
+                    msg,
+                    contribution: c,
+                    params,
+                }))
             }
             Method::Reply => Inbound::Reply,
         })

@@ -297,7 +297,10 @@ impl Server {
             (Method::Heartbeat, Inbound::State(msg, s)) => self.on_heartbeat(client, &msg.id, s),
             (Method::GetTask, Inbound::State(msg, s)) => self.on_get_task(client, &msg.id, s),
             (Method::Quit, Inbound::State(msg, s)) => self.on_quit(client, &msg.id, s),
-            (_, Inbound::Submit(msg, c, params)) => self.on_submit(client, &msg.id, c, params),
+            (_, Inbound::Submit(s)) => {
+                let s = *s;
+                self.on_submit(client, &s.msg.id, s.contribution, s.params)
+            }
             _ => {}
         }
     }
