@@ -37,6 +37,34 @@ impl ReturnCode {
 /// The topic of every reply made by [`ok_reply`] and [`error_reply`].
 pub const REPLY_TOPIC: &str = "reply";
 
+/// The RPCs a client calls, as message topics.
+pub mod topics {
+    /// Log in and get a token.
+    pub const REGISTER: &str = "Register";
+    /// Leave the federation.
+    pub const QUIT: &str = "Quit";
+    /// Ask for the next task.
+    pub const GET_TASK: &str = "GetTask";
+    /// Hand in a contribution.
+    pub const SUBMIT_UPDATE: &str = "SubmitUpdate";
+    /// Say it is still alive.
+    pub const HEARTBEAT: &str = "Heartbeat";
+}
+
+/// The federated.proto message names written as a `Message`'s body type.
+pub mod body_types {
+    /// `ClientLogin`.
+    pub const LOGIN: &str = "fedlearn.ClientLogin";
+    /// `ClientState`.
+    pub const STATE: &str = "fedlearn.ClientState";
+    /// `CurrentTask`.
+    pub const TASK: &str = "fedlearn.CurrentTask";
+    /// `Contribution`.
+    pub const CONTRIBUTION: &str = "fedlearn.Contribution";
+    /// `FederatedSummary`.
+    pub const SUMMARY: &str = "fedlearn.FederatedSummary";
+}
+
 /// Makes message ids: UUID-shaped strings drawn from a seeded stream, so that two runs of the
 /// same scenario write the same ids. Each actor owns its own generator (no shared RNG).
 #[derive(Debug, Clone)]
@@ -225,8 +253,8 @@ impl Message {
             // As in prost, a field seen twice keeps its last value.
             match tag {
                 1 => m.id = Text::from_utf8(field).ok()?,
-                2 => m.topic = Text::from_utf8(field).ok()?,
-                3 => m.body_type = Text::from_utf8(field).ok()?,
+                2 => m.topic = known_or_shared(field)?,
+                3 => m.body_type = known_or_shared(field)?,
                 4 => m.body = field,
                 5 => {
                     let (k, v) = header_entry(field)?;
@@ -236,6 +264,36 @@ impl Message {
             }
         }
         Some(m)
+    }
+}
+
+/// The protocol's own words: RPC topics, body types, header names and return codes. A decoded
+/// field that is one of them becomes the static `Text`, so it holds no reference to the frame
+/// (each reference is an atomic count on a buffer that other threads also count).
+const KNOWN: &[&str] = &[
+    REPLY_TOPIC,
+    "str",
+    topics::REGISTER,
+    topics::QUIT,
+    topics::GET_TASK,
+    topics::SUBMIT_UPDATE,
+    topics::HEARTBEAT,
+    body_types::LOGIN,
+    body_types::STATE,
+    body_types::TASK,
+    body_types::CONTRIBUTION,
+    body_types::SUMMARY,
+    MsgHeader::REF_MSG_ID,
+    MsgHeader::RETURN_CODE,
+    ReturnCode::OK,
+    ReturnCode::ERROR,
+];
+
+/// `field` as a `Text`: a static one if it is a [`KNOWN`] word, else a checked slice.
+fn known_or_shared(field: Bytes) -> Option<Text> {
+    match KNOWN.iter().find(|k| k.as_bytes() == &field[..]) {
+        Some(k) => Some(Text::from_static(k)),
+        None => Text::from_utf8(field).ok(),
     }
 }
 
@@ -258,7 +316,7 @@ fn header_entry(mut entry: Bytes) -> Option<(Text, Text)> {
         if wire != WireType::LengthDelimited {
             return None;
         }
-        let field = Text::from_utf8(length_delimited(&mut entry)?).ok()?;
+        let field = known_or_shared(length_delimited(&mut entry)?)?;
         match tag {
             1 => k = field,
             2 => v = field,

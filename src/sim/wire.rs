@@ -9,23 +9,18 @@ use super::port::Method;
 use crate::fed_learn::{FLCommunicationError, Message, MessageIds, MsgHeader, ReturnCode, Text};
 
 /// The body type names written in `Message.body_type`.
-pub(crate) mod types {
-    pub const LOGIN: &str = "fedlearn.ClientLogin";
-    pub const STATE: &str = "fedlearn.ClientState";
-    pub const TASK: &str = "fedlearn.CurrentTask";
-    pub const CONTRIBUTION: &str = "fedlearn.Contribution";
-    pub const SUMMARY: &str = "fedlearn.FederatedSummary";
-}
+pub(crate) use crate::fed_learn::message::body_types as types;
 
 impl Method {
     /// The RPC name, used as the message topic.
     pub fn topic(self) -> &'static str {
+        use crate::fed_learn::message::topics;
         match self {
-            Method::Register => "Register",
-            Method::Quit => "Quit",
-            Method::GetTask => "GetTask",
-            Method::SubmitUpdate => "SubmitUpdate",
-            Method::Heartbeat => "Heartbeat",
+            Method::Register => topics::REGISTER,
+            Method::Quit => topics::QUIT,
+            Method::GetTask => topics::GET_TASK,
+            Method::SubmitUpdate => topics::SUBMIT_UPDATE,
+            Method::Heartbeat => topics::HEARTBEAT,
             Method::Reply => crate::fed_learn::message::REPLY_TOPIC,
         }
     }
