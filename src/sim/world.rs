@@ -7,7 +7,7 @@
 //! `_startRound` is flushed, ahead of anything else at that instant.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +63,10 @@ impl Ord for Queued {
 pub(crate) struct World {
     shared: Arc<Shared>,
     queue: BinaryHeap<Reverse<Queued>>,
+    /// Envelopes due at the current instant, in key order: most of a step's, which need not
+    /// go through the heap (with no latency, all of them). Delivery merges them with the
+    /// heap's.
+    due: VecDeque<Envelope>,
     /// Indexed by rank: 0 (the world) unused, 1 the server, 2.. the clients.
     inboxes: Vec<Option<Sender>>,
     pub bus: EventBus,
@@ -90,6 +94,7 @@ impl World {
         World {
             shared,
             queue: BinaryHeap::new(),
+            due: VecDeque::new(),
             inboxes,
             bus,
             net,
@@ -178,10 +183,10 @@ impl World {
                 self.collect();
                 return true;
             }
-            let Some(Reverse(Queued(first))) = self.queue.peek() else {
+            let heap = self.queue.peek().map(|Reverse(Queued(e))| e.at);
+            let Some(at) = self.due.front().map(|e| e.at).or(heap) else {
                 return false;
             };
-            let at = first.at;
             if at > self.now() {
                 tokio::time::sleep_until(self.origin + Duration::from_micros(at)).await;
                 self.shared.now.store(at, Ordering::Relaxed);
@@ -240,8 +245,7 @@ impl World {
     /// Passes a wire message through the network model; other envelopes go straight in.
     fn route(&mut self, mut e: Envelope) {
         let Payload::Wire { method, frame } = &e.payload else {
-            self.queue.push(Reverse(Queued(e)));
-            return;
+            return self.enqueue(e);
         };
         let (client, up) = match (e.from, e.to) {
             (1, to) => ((to - 2) as u32, false),
@@ -276,17 +280,43 @@ impl World {
                 };
             }
         }
-        self.queue.push(Reverse(Queued(e)));
+        self.enqueue(e);
+    }
+
+    /// Queues an envelope: on the due list if it is due now and sorts after the list's last,
+    /// else in the heap.
+    fn enqueue(&mut self, e: Envelope) {
+        let in_order = self.due.back().is_none_or(|last| last.key() <= e.key());
+        if e.at <= self.now() && in_order {
+            self.due.push_back(e);
+        } else {
+            self.queue.push(Reverse(Queued(e)));
+        }
+    }
+
+    /// The next envelope due now, in key order across the due list and the heap.
+    fn next_due(&mut self) -> Option<Envelope> {
+        let now = self.now();
+        let heap = self
+            .queue
+            .peek()
+            .map(|Reverse(Queued(e))| e)
+            .filter(|e| e.at <= now);
+        let from_heap = match (self.due.front(), heap) {
+            (Some(d), Some(h)) => h.key() < d.key(),
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if from_heap {
+            self.queue.pop().map(|Reverse(Queued(e))| e)
+        } else {
+            self.due.pop_front()
+        }
     }
 
     /// Delivers everything due now.
     fn deliver_due(&mut self) {
-        let now = self.now();
-        while let Some(Reverse(Queued(e))) = self.queue.peek() {
-            if e.at > now {
-                break;
-            }
-            let Reverse(Queued(e)) = self.queue.pop().expect("peeked");
+        while let Some(e) = self.next_due() {
             if e.to == ENV {
                 if let Payload::Env(a) = e.payload {
                     self.env_action(a);
