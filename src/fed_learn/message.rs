@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use bytes::{Buf, Bytes};
-use prost::encoding::{btree_map, bytes as bytes_field, decode_key, decode_varint, WireType};
+use prost::encoding::{
+    decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, key_len, WireType,
+};
 use prost::Message as _;
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
@@ -178,45 +180,38 @@ impl Message {
 
     /// The length of [`Message::to_bytes`].
     pub fn encoded_len(&self) -> usize {
-        let text = |tag, v: &Text| {
-            if v.is_empty() {
-                0
-            } else {
-                bytes_field::encoded_len(tag, v.as_bytes())
-            }
-        };
-        let body = if self.body.is_empty() {
-            0
-        } else {
-            bytes_field::encoded_len(4, &self.body)
-        };
-        text(1, &self.id)
-            + text(2, &self.topic)
-            + text(3, &self.body_type)
-            + body
-            + btree_map::encoded_len(text_len, text_len, 5, &self.headers)
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let len = field_len(1, k.as_bytes()) + field_len(2, v.as_bytes());
+                key_len(5) + encoded_len_varint(len as u64) + len
+            })
+            .sum();
+        field_len(1, self.id.as_bytes())
+            + field_len(2, self.topic.as_bytes())
+            + field_len(3, self.body_type.as_bytes())
+            + field_len(4, &self.body)
+            + headers
     }
 
     /// Appends the `admin.proto` bytes to `buf`: the same bytes as encoding the generated
     /// `pb::Message`, written straight from this message's fields instead of a copy of them.
     pub fn encode_to(&self, buf: &mut impl bytes::BufMut) {
+        // Written field by field as prost writes them (empty fields, and a map entry's empty
+        // key or value, left out), but copying the bytes in place: prost's own `Bytes` encoder
+        // clones each value first, an atomic count on a shared buffer per field.
         for (tag, v) in [(1, &self.id), (2, &self.topic), (3, &self.body_type)] {
-            if !v.is_empty() {
-                bytes_field::encode(tag, v.as_bytes(), buf);
-            }
+            put_field(tag, v.as_bytes(), buf);
         }
-        if !self.body.is_empty() {
-            bytes_field::encode(4, &self.body, buf);
+        put_field(4, &self.body, buf);
+        for (k, v) in &self.headers {
+            let len = field_len(1, k.as_bytes()) + field_len(2, v.as_bytes());
+            encode_key(5, WireType::LengthDelimited, buf);
+            encode_varint(len as u64, buf);
+            put_field(1, k.as_bytes(), buf);
+            put_field(2, v.as_bytes(), buf);
         }
-        btree_map::encode(
-            |tag, t: &Text, buf: &mut _| bytes_field::encode(tag, t.as_bytes(), buf),
-            text_len,
-            |tag, t: &Text, buf: &mut _| bytes_field::encode(tag, t.as_bytes(), buf),
-            text_len,
-            5,
-            &self.headers,
-            buf,
-        );
     }
 
     /// Decodes `admin.proto` bytes. The body and every string share `bytes`' buffer rather
@@ -297,9 +292,22 @@ fn known_or_shared(field: Bytes) -> Option<Text> {
     }
 }
 
-/// The encoded length of a string field holding `t`.
-fn text_len(tag: u32, t: &Text) -> usize {
-    bytes_field::encoded_len(tag, t.as_bytes())
+/// The encoded length of a length-delimited field holding `v`; 0 when empty (left out).
+fn field_len(tag: u32, v: &[u8]) -> usize {
+    if v.is_empty() {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(v.len() as u64) + v.len()
+    }
+}
+
+/// Writes a length-delimited field holding `v`, unless it is empty.
+fn put_field(tag: u32, v: &[u8], buf: &mut impl bytes::BufMut) {
+    if !v.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(v.len() as u64, buf);
+        buf.put_slice(v);
+    }
 }
 
 /// The next length-delimited field's bytes, sharing `buf`'s buffer.
