@@ -86,21 +86,19 @@ impl MessageIds {
         self.rng.fill_bytes(&mut b);
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let mut s = String::with_capacity(36);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = [b'-'; 36];
+        let mut at = 0;
         for (i, byte) in b.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                s.push('-');
+                at += 1;
             }
-            push_hex(&mut s, *byte);
+            s[at] = HEX[usize::from(byte >> 4)];
+            s[at + 1] = HEX[usize::from(byte & 0xf)];
+            at += 2;
         }
-        s
+        String::from_utf8_lossy(&s).into_owned()
     }
-}
-
-fn push_hex(s: &mut String, byte: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    s.push(HEX[(byte >> 4) as usize] as char);
-    s.push(HEX[(byte & 0xf) as usize] as char);
 }
 
 /// A message between server and client: Clara's `Message(topic, body)`. Its strings are
