@@ -1,7 +1,7 @@
 //! The FL server task: registration, rounds, aggregation, heartbeats and cross-site
 //! validation, speaking the Clara protocol over the world's network.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -147,7 +147,6 @@ pub(crate) struct Server {
     pool: Arc<Pool>,
     lookahead: Option<Lookahead>,
     clients: BTreeMap<u32, Registered>,
-    tokens: HashMap<String, u32>,
     deadlines: BTreeSet<(Micros, u32)>,
     check_at: Option<Micros>,
     phase: Phase,
@@ -210,7 +209,6 @@ impl Server {
             pool: s.pool,
             lookahead,
             clients: BTreeMap::new(),
-            tokens: HashMap::new(),
             deadlines: BTreeSet::new(),
             check_at: None,
             phase: Phase::Waiting,
@@ -338,7 +336,9 @@ impl Server {
 
     /// The registered client behind `token`, if it is `client`'s.
     fn check_token(&self, client: u32, token: &str) -> bool {
-        self.tokens.get(token) == Some(&client)
+        // Tokens are fresh ids, one per registered client: comparing with the client's own is
+        // the same as looking the token up, without hashing it.
+        self.clients.get(&client).is_some_and(|r| r.token == token)
     }
 
     // ---- registration, heartbeats, quits ------------------------------------------------
@@ -361,7 +361,6 @@ impl Server {
         }
         let token = self.ids.next_id();
         self.last_progress = self.port.now();
-        self.tokens.insert(token.clone(), client);
         let reg = Registered {
             token: token.clone(),
             last_seen: 0,
@@ -435,7 +434,6 @@ impl Server {
 
     fn forget(&mut self, client: u32) {
         if let Some(r) = self.clients.remove(&client) {
-            self.tokens.remove(&r.token);
             if let Some(d) = r.deadline {
                 self.deadlines.remove(&(d, client));
             }
