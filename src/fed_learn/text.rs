@@ -12,9 +12,17 @@ use std::ops::Deref;
 use bytes::Bytes;
 
 /// An immutable UTF-8 string sharing a [`Bytes`] buffer. It reads as a `&str` (through
-/// `Deref`), compares and orders as one, and looks one up in maps keyed by `Text`.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// `Deref`), compares, orders and hashes as one, and looks one up in maps keyed by `Text`.
+/// (Byte order is `str` order, so the derived comparisons agree with `str`'s; the hash is
+/// `str`'s own, as `Borrow<str>` requires.)
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Text(Bytes);
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 impl Text {
     /// A `Text` of a string constant, without copying it.
@@ -117,6 +125,8 @@ mod tests {
         assert!(a < b && "_refMsgId" < "_rtnCode");
         let map: BTreeMap<Text, Text> = [(b.clone(), a.clone())].into_iter().collect();
         assert_eq!(map.get("_rtnCode"), Some(&a));
+        let set: std::collections::HashSet<Text> = [a.clone()].into_iter().collect();
+        assert!(set.contains("_refMsgId"));
         assert_eq!(format!("{a} {b:?}"), "_refMsgId \"_rtnCode\"");
         assert!(Text::from_utf8(Bytes::from_static(&[0xff, 0xfe])).is_err());
         assert_eq!(Text::default(), "");
