@@ -104,17 +104,6 @@ impl Dataset {
         &self.rows[rows.start * stride..rows.end * stride]
     }
 
-    /// Hints the CPU to bring the features into its cache, ahead of a pass over them: a
-    /// client's data was usually generated on another core a round earlier.
-    pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        for line in self.rows.chunks(16) {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            // SAFETY: a prefetch is only a hint; the address is inside `rows`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
-        }
-    }
-
     /// The targets of rows `start..end`.
     pub fn targets(&self, start: usize, end: usize) -> TargetsView<'_> {
         match &self.y {

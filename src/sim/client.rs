@@ -590,14 +590,12 @@ fn train(
     client: pb::ClientState,
     meta: pb::MetaData,
 ) -> Result<Trained, Failed> {
-    // The data first, so that its rows stream into the cache while the model is decoded.
-    let data = common.data.get(id);
-    data.train.prefetch();
     let md = chain
         .decode(model)
         .map_err(|e| Failed::Transform(e.to_string()))?;
     let global = Params::from_model_data(&md, &common.template)
         .map_err(|e| Failed::Tensors(e.to_string()))?;
+    let data = common.data.get(id);
     let start = Net::from_params(&global);
     let (net, loss) = common
         .model
