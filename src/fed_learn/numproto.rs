@@ -47,12 +47,16 @@ where
                 .expect("standard layout is contiguous")
         }
     };
+    npy_bytes(fortran, array.shape(), data)
+}
+
+/// The .npy file of `data` (in memory order) as an array of `shape`: header, then data.
+fn npy_bytes<A: NpyElement>(fortran: bool, shape: &[usize], data: &[A]) -> NDArray {
     let mut buf = Vec::with_capacity(128 + std::mem::size_of_val(data));
-    with_header::<A>(fortran, array.shape(), |h| buf.extend_from_slice(h));
+    with_header::<A>(fortran, shape, |h| buf.extend_from_slice(h));
     if cfg!(target_endian = "little") {
         buf.extend_from_slice(npy_fast::native_bytes(data));
     } else {
-        buf.reserve(std::mem::size_of_val(data));
         A::write_slice(data, &mut buf)
             .expect("writing .npy data to a Vec cannot fail for the supported element types");
     }
@@ -70,25 +74,14 @@ pub(crate) fn f32_to_proto(shape: &[usize], write: impl FnOnce(&mut [f32])) -> N
         static VALUES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     }
     let n: usize = shape.iter().product();
-    let mut buf = Vec::with_capacity(128 + 4 * n);
-    with_header::<f32>(false, shape, |h| buf.extend_from_slice(h));
     VALUES.with_borrow_mut(|values| {
         if values.len() < n {
             values.resize(n, 0.0);
         }
         let values = &mut values[..n];
         write(values);
-        if cfg!(target_endian = "little") {
-            buf.extend_from_slice(npy_fast::native_bytes(values));
-        } else {
-            values
-                .iter()
-                .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
-        }
-    });
-    NDArray {
-        ndarray: Bytes::from(buf),
-    }
+        npy_bytes(false, shape, values)
+    })
 }
 
 /// A header made before: element type, order, shape, and its bytes.

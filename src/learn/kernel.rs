@@ -759,7 +759,8 @@ mod avx512 {
         let xs = x.as_chunks::<LANES>().0;
         let wc = wt.as_chunks_mut::<LANES>().0;
         let mut a = Vec::with_capacity(n);
-        let mut spare = (vec![[0.0; LANES]; kc], 0.0);
+        // Only an odd output count needs the scratch partner.
+        let mut spare = (vec![[0.0; LANES]; if m % 2 == 1 { kc } else { 0 }], 0.0);
         for j in (0..m).step_by(2) {
             // Sample i's steps on outputs j and j + 1, rounded as the portable loop rounds them.
             a.clear();

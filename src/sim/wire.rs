@@ -57,7 +57,7 @@ pub(crate) fn request(
     body_type: &'static str,
     body: &impl prost::Message,
 ) -> Message {
-    Message::new(ids, method.topic(), body_type, body.encode_to_vec())
+    request_with_id(ids.next_id(), method, body_type, body)
 }
 
 /// A request message with the id `id` (drawn earlier by the sender).

@@ -119,10 +119,11 @@ pub(super) fn decode_step(
             .map(|f| f.map(|(m, b)| decoder.decode(m, b)))
             .collect();
     }
-    let jobs = frames
-        .chunks(PER_JOB)
-        .map(|chunk| {
-            let (decoder, chunk) = (decoder.clone(), chunk.to_vec());
+    let mut frames = frames.into_iter();
+    let jobs = (0..batch.len().div_ceil(PER_JOB))
+        .map(|_| {
+            let chunk: Vec<_> = frames.by_ref().take(PER_JOB).collect();
+            let decoder = decoder.clone();
             move || {
                 chunk
                     .into_iter()

@@ -101,9 +101,9 @@ pub(crate) type Lookahead = Box<dyn FnMut(Vec<u32>) + Send>;
 
 struct Registered {
     token: String,
-    last_seen: Micros,
-    /// When it is removed unless heard from again (set by `touch`, also at registration).
-    deadline: Option<Micros>,
+    /// When it was last heard from (`None` until `touch`, which registration also calls);
+    /// it is removed `heart_beat_timeout` later unless heard from again.
+    last_seen: Option<Micros>,
     /// The id of a GetTask request waiting for a task.
     parked: Option<Text>,
     /// The last round (or cross-site step, offset past all rounds) this client was given.
@@ -363,8 +363,7 @@ impl Server {
         self.last_progress = self.port.now();
         let reg = Registered {
             token: token.clone(),
-            last_seen: 0,
-            deadline: None,
+            last_seen: None,
             parked: None,
             served: None,
         };
@@ -408,16 +407,15 @@ impl Server {
         let Some(r) = self.clients.get_mut(&client) else {
             return;
         };
-        let deadline = now + self.cfg.heart_beat_timeout;
-        if r.deadline == Some(deadline) {
-            // Heard from again at the same instant: nothing moves.
+        if r.last_seen == Some(now) {
+            // Heard from again at the same instant: the deadline does not move.
             return;
         }
-        if let Some(old) = r.deadline.replace(deadline) {
-            self.deadlines.remove(&(old, client));
+        let timeout = self.cfg.heart_beat_timeout;
+        if let Some(seen) = r.last_seen.replace(now) {
+            self.deadlines.remove(&(seen + timeout, client));
         }
-        r.last_seen = now;
-        self.deadlines.insert((deadline, client));
+        self.deadlines.insert((now + timeout, client));
         self.arm_check();
     }
 
@@ -434,8 +432,9 @@ impl Server {
 
     fn forget(&mut self, client: u32) {
         if let Some(r) = self.clients.remove(&client) {
-            if let Some(d) = r.deadline {
-                self.deadlines.remove(&(d, client));
+            if let Some(seen) = r.last_seen {
+                self.deadlines
+                    .remove(&(seen + self.cfg.heart_beat_timeout, client));
             }
         }
     }
@@ -511,7 +510,7 @@ impl Server {
         let last = self
             .clients
             .values()
-            .map(|r| r.last_seen)
+            .filter_map(|r| r.last_seen)
             .max()
             .unwrap_or(0);
         let ended = self.rounds.last().map_or(0, |s| s.t_us);
