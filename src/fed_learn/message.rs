@@ -97,7 +97,8 @@ impl MessageIds {
             s[at + 1] = HEX[usize::from(byte & 0xf)];
             at += 2;
         }
-        String::from_utf8_lossy(&s).into_owned()
+        // Hex digits and dashes: ASCII, which `from_utf8` checks a word at a time.
+        std::str::from_utf8(&s).unwrap_or_default().to_owned()
     }
 }
 
