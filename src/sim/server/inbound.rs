@@ -92,7 +92,7 @@ impl Decoder {
     }
 }
 
-/// Fewest wire envelopes in a step worth decoding in the pool; fewer are decoded inline.
+/// Fewest envelopes in a step worth decoding in the pool; fewer are decoded inline.
 const PARALLEL_MIN: usize = 16;
 
 /// Envelopes per pool job.
@@ -112,25 +112,8 @@ pub(super) fn decode_step(
             _ => None,
         })
         .collect();
-    let wire = frames.iter().flatten().count();
-    if !pool.is_parallel() || wire < PARALLEL_MIN {
-        return frames
-            .into_iter()
-            .map(|f| f.map(|(m, b)| decoder.decode(m, b)))
-            .collect();
-    }
-    let mut frames = frames.into_iter();
-    let jobs = (0..batch.len().div_ceil(PER_JOB))
-        .map(|_| {
-            let chunk: Vec<_> = frames.by_ref().take(PER_JOB).collect();
-            let decoder = decoder.clone();
-            move || {
-                chunk
-                    .into_iter()
-                    .map(|f| f.map(|(m, b)| decoder.decode(m, b)))
-                    .collect::<Vec<_>>()
-            }
-        })
-        .collect();
-    pool.run_all(jobs).into_iter().flatten().collect()
+    let decoder = decoder.clone();
+    pool.map(frames, PARALLEL_MIN, PER_JOB, move |f| {
+        f.map(|(m, b)| decoder.decode(m, b))
+    })
 }
