@@ -183,11 +183,12 @@ impl Server {
         let global_md = Arc::new(s.global.to_model_data());
         let mut lookahead = s.lookahead;
         if let Some(f) = &mut lookahead {
-            // Registration takes a while, all of it on the runtime thread; the first two
-            // rounds' data need not wait for it.
+            // Registration takes a while, all of it on the runtime thread; the first rounds'
+            // data need not wait for it. (W1's registration lasts as long as generating about
+            // four rounds' new clients takes a spare thread; two left that thread idle.)
             let n = (s.initial_clients as usize).min(s.cfg.max_num_clients) as u32;
             let k = s.cfg.clients_per_round;
-            for r in (s.cfg.start_round..s.cfg.num_rounds).take(2) {
+            for r in (s.cfg.start_round..s.cfg.num_rounds).take(4) {
                 f(select(s.seed, k, r, (0..n).collect()).into_iter().collect());
             }
         }
