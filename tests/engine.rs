@@ -203,6 +203,37 @@ fn lossy_links_lose_messages_and_the_run_still_finishes() {
 }
 
 #[test]
+fn damaged_frames_reaching_clients_are_logged_by_them_and_the_run_goes_on() {
+    // Tasks are checked and decoded in the pool, other replies on the runtime thread: a
+    // damaged frame of either kind is the client's `message_corrupted`, the same on any
+    // number of threads.
+    let cfg = |threads| {
+        let mut cfg = small(10, 5, 100.0);
+        cfg.threads = threads;
+        cfg.server.min_num_clients = 5;
+        cfg.server.round_timeout = 20 * SECOND;
+        cfg.server.heart_beat_interval = 5 * SECOND;
+        cfg.transport.corruption_rate = 0.1;
+        cfg
+    };
+    let r = Simulation::new(cfg(1)).run().unwrap();
+    let damaged = of(&r.events, SimEvent::MessageCorrupted)
+        .into_iter()
+        .filter(|e| matches!(e.actor, Actor::Client(_)))
+        .filter(|e| {
+            e.detail_str("error")
+                .is_some_and(|m| m.contains("checksum"))
+        })
+        .count();
+    assert!(damaged > 0, "no client saw a damaged frame");
+    assert_eq!(r.rounds.len(), 5);
+    assert!(
+        capture(cfg(1)).log == capture(cfg(2)).log,
+        "event logs differ"
+    );
+}
+
+#[test]
 fn slow_device_stretches_its_round_by_the_factor() {
     let mut cfg = small(3, 3, 1000.0);
     let slow = Action::Slow {

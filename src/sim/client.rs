@@ -102,10 +102,7 @@ impl Client {
         while let Some(e) = self.port.recv().await {
             let flow = match self.handle(e) {
                 Next::Flow(flow) => flow,
-                Next::Task(body) => {
-                    Box::pin(self.on_task(body)).await;
-                    ControlFlow::Continue(())
-                }
+                Next::Task(frame) => Box::pin(self.on_task(frame)).await,
             };
             if flow.is_break() {
                 break;
@@ -117,8 +114,12 @@ impl Client {
         match e.payload {
             Payload::Control(c) => return Next::Flow(self.on_control(c)),
             Payload::Timer(t) => self.on_timer(t),
+            Payload::Wire {
+                method: Method::Task,
+                frame,
+            } if self.state == State::Active => return Next::Task(frame),
             Payload::Wire { frame, .. } if self.state == State::Active => {
-                return self.on_wire(frame)
+                return Next::Flow(self.on_wire(frame))
             }
             _ => {}
         }
@@ -273,31 +274,42 @@ impl Client {
 
     // ---- protocol --------------------------------------------------------------------------
 
-    fn on_wire(&mut self, frame: Bytes) -> Next {
-        let msg = match wire::unframe(frame) {
-            Ok(m) => m,
+    /// A message that is not a task (tasks come tagged [`Method::Task`] and go to the pool
+    /// whole, see [`local_update`]).
+    fn on_wire(&mut self, frame: Bytes) -> Flow {
+        match wire::unframe(frame) {
+            Ok(msg) => self.on_reply(&msg),
             Err(err) => {
-                self.emit(
-                    None,
-                    SimEvent::MessageCorrupted,
-                    vec![("error", err.to_string().into())],
-                );
-                if self.token.is_some() && self.pending.is_none() {
-                    self.ask_for_task();
-                }
-                return Next::Flow(ControlFlow::Continue(()));
+                self.on_damaged(err.to_string());
+                ControlFlow::Continue(())
             }
-        };
-        if wire::is_error(&msg) {
+        }
+    }
+
+    /// A frame that failed its checksum or did not decode: logged, and if the client was
+    /// waiting for a task, it asks again.
+    fn on_damaged(&mut self, err: String) {
+        self.emit(
+            None,
+            SimEvent::MessageCorrupted,
+            vec![("error", err.into())],
+        );
+        if self.token.is_some() && self.pending.is_none() {
+            self.ask_for_task();
+        }
+    }
+
+    /// A decoded reply that carries no task.
+    fn on_reply(&mut self, msg: &Message) -> Flow {
+        if wire::is_error(msg) {
             // The server no longer knows this client (removed after a silence): log in again.
             self.token = None;
             self.register();
-            return Next::Flow(ControlFlow::Continue(()));
+            return ControlFlow::Continue(());
         }
         match msg.body_type.as_str() {
-            types::SUMMARY if self.token.is_none() => Next::Flow(self.on_login_reply(&msg)),
-            types::TASK => Next::Task(msg.body),
-            _ => Next::Flow(ControlFlow::Continue(())),
+            types::SUMMARY if self.token.is_none() => self.on_login_reply(msg),
+            _ => ControlFlow::Continue(()),
         }
     }
 
@@ -317,10 +329,13 @@ impl Client {
         ControlFlow::Continue(())
     }
 
-    /// A task's body: decoded, and for a training task trained on, in the pool; other tasks
-    /// come back to be handled here.
-    async fn on_task(&mut self, body: Bytes) {
-        match self.update(body).await {
+    /// A frame tagged as a task: checked and decoded, and for a training task trained on, in
+    /// the pool; other tasks, and a frame that turns out to hold something else, come back to
+    /// be handled here.
+    async fn on_task(&mut self, frame: Bytes) -> Flow {
+        match self.update(frame).await {
+            Tasked::Damaged(err) => self.on_damaged(err),
+            Tasked::Reply(msg) => return self.on_reply(&msg),
             Tasked::Corrupt => self.emit(
                 None,
                 SimEvent::MessageCorrupted,
@@ -337,6 +352,7 @@ impl Client {
                 outcome,
             } => self.on_trained(round, bytes, outcome),
         }
+        ControlFlow::Continue(())
     }
 
     fn on_trained(&mut self, r: u32, bytes: usize, outcome: Result<Trained, Failed>) {
@@ -400,7 +416,7 @@ impl Client {
     /// contribution's message id. The id comes from a copy of the client's id generator, which
     /// replaces the client's own only if a contribution was framed (so a failed update draws no
     /// id, as before it was offloaded).
-    async fn update(&mut self, body: Bytes) -> Tasked {
+    async fn update(&mut self, frame: Bytes) -> Tasked {
         let (common, id, client) = (self.common.clone(), self.id, self.state_msg());
         let mut chain = std::mem::take(&mut self.chain);
         let mut ids = self.ids.clone();
@@ -409,7 +425,7 @@ impl Client {
             .common
             .pool
             .run(move || {
-                let tasked = local_update(&common, id, &mut chain, msg_id, body, client);
+                let tasked = local_update(&common, id, &mut chain, msg_id, frame, client);
                 (chain, tasked)
             })
             .await;
@@ -523,12 +539,16 @@ enum Failed {
 /// What a client does after handling an envelope: go on (or stop), or work on a task.
 enum Next {
     Flow(Flow),
-    /// A `CurrentTask` body, to decode and (if it is training) train on.
+    /// A frame tagged as a task, to check and decode and (if it is training) train on.
     Task(Bytes),
 }
 
 /// A task as [`local_update`] leaves it.
 enum Tasked {
+    /// The frame failed its checksum or did not decode (the error).
+    Damaged(String),
+    /// The frame holds a message with no task, for the client task to handle.
+    Reply(Message),
     /// The body is not a `CurrentTask`.
     Corrupt,
     /// Not a training task: for the client task to handle.
@@ -550,18 +570,26 @@ struct Trained {
     frame: Option<Bytes>,
 }
 
-/// The heavy half of a round for one client, run in the [`Pool`](super::pool::Pool): decode the
-/// task and, if it is training, the global model; train on the client's data (generated first
-/// if nobody has yet); and encode and frame the contribution. It depends only on its inputs, so
-/// it gives the same bits on any thread.
+/// The heavy half of a round for one client, run in the [`Pool`](super::pool::Pool): check and
+/// decode the frame and the task and, if it is training, the global model; train on the
+/// client's data (generated first if nobody has yet); and encode and frame the contribution.
+/// It depends only on its inputs, so it gives the same bits on any thread.
 fn local_update(
     common: &ClientCommon,
     id: u32,
     chain: &mut TransformChain,
     msg_id: String,
-    body: Bytes,
+    frame: Bytes,
     client: pb::ClientState,
 ) -> Tasked {
+    let msg = match wire::unframe(frame) {
+        Ok(msg) => msg,
+        Err(err) => return Tasked::Damaged(err.to_string()),
+    };
+    if wire::is_error(&msg) || msg.body_type.as_str() != types::TASK {
+        return Tasked::Reply(msg);
+    }
+    let body = msg.body;
     let bytes = body.len();
     let Ok(task) = <pb::CurrentTask as prost::Message>::decode(body) else {
         return Tasked::Corrupt;

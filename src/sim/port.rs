@@ -34,6 +34,9 @@ pub(crate) enum Method {
     Heartbeat,
     /// The answer to one of the above.
     Reply,
+    /// A reply that carries a task (a `CurrentTask`): the client hands the whole frame to its
+    /// pool job, which checks and decodes it off the runtime thread.
+    Task,
 }
 
 /// Timers an actor sets for itself.

@@ -21,7 +21,7 @@ impl Method {
             Method::GetTask => topics::GET_TASK,
             Method::SubmitUpdate => topics::SUBMIT_UPDATE,
             Method::Heartbeat => topics::HEARTBEAT,
-            Method::Reply => crate::fed_learn::message::REPLY_TOPIC,
+            Method::Reply | Method::Task => crate::fed_learn::message::REPLY_TOPIC,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{EventType, Text};
 use crate::learn::Params;
 use crate::sim::events::client_name;
-use crate::sim::port::Timer;
+use crate::sim::port::{Method, Timer};
 use crate::sim::server::CrossSiteMatrix;
 use crate::sim::wire::{self, types};
 
@@ -86,7 +86,7 @@ impl Server {
             );
         }
         let m = wire::reply(&mut self.ids, req, types::TASK, task);
-        self.send(client, m);
+        self.send_as(client, Method::Task, m);
     }
 
     pub(super) fn on_cross_site_submit(&mut self, client: u32, c: pb::Contribution) {

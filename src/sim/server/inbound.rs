@@ -78,7 +78,7 @@ impl Decoder {
                     params,
                 }))
             }
-            Method::Reply => Inbound::Reply,
+            Method::Reply | Method::Task => Inbound::Reply,
         })
     }
 

@@ -307,15 +307,14 @@ impl Server {
     // ---- replies -------------------------------------------------------------------------
 
     fn send(&mut self, client: u32, msg: Message) {
+        self.send_as(client, Method::Reply, msg);
+    }
+
+    /// Sends `msg` tagged as `method`: [`Method::Task`] for a reply that carries a task.
+    fn send_as(&mut self, client: u32, method: Method, msg: Message) {
         let frame = wire::frame(&msg);
-        self.port.send(
-            Actor::Client(client),
-            0,
-            Payload::Wire {
-                method: Method::Reply,
-                frame,
-            },
-        );
+        let to = Actor::Client(client);
+        self.port.send(to, 0, Payload::Wire { method, frame });
     }
 
     fn summary(&mut self, client: u32, req: &Text, token: Option<String>, refused: bool) {
@@ -618,7 +617,7 @@ impl Server {
         let detail = vec![("bytes", m.body.len().into())];
         self.port
             .emit(Some(r), EventType::SendModel, Some(client), detail);
-        self.send(client, m);
+        self.send_as(client, Method::Task, m);
     }
 
     fn on_get_task(&mut self, client: u32, req: &Text, s: pb::ClientState) {
