@@ -32,8 +32,9 @@ struct Queue {
 }
 
 /// How many times a worker looks for new jobs, with a spin-loop hint between looks, before it
-/// retires (about 30 µs). Jobs come in bursts a few hundred µs apart, and waking a retired
-/// worker (a `spawn_blocking` and a futex wake) cost the runtime thread ~4% of a W1 run.
+/// retires (tens of µs, by the CPU's pause latency). Jobs come in bursts, and waking a retired
+/// worker (a `spawn_blocking` and a futex wake) cost the runtime thread a few percent of a W1
+/// run. While a worker lingers the paused clock waits for it, which delays nothing observable.
 const LINGER: usize = 1000;
 
 /// See the module docs.
