@@ -1,13 +1,16 @@
 //! A work-sharing pool for the simulation's heavy, independent jobs: local training, data
 //! generation, evaluation.
 //!
-//! Jobs wait in two FIFO queues: *urgent* jobs, whose results a task is waiting for
-//! ([`Pool::run`], [`Pool::run_all`]), and *background* jobs nobody waits for
-//! ([`Pool::spawn`]: preparing the next round's data). Up to `threads - 1` workers on tokio's
-//! blocking pool take urgent jobs first, then background ones. The runtime thread, whenever a
-//! task of its waits for a result, runs queued urgent jobs itself instead of idling; it leaves
-//! background jobs to the workers, so that they have work while the runtime thread does what
-//! only it can (the protocol). So both cores stay busy whichever side of a round has more to do.
+//! Jobs wait in two FIFO queues: *urgent* jobs, whose results a task is waiting for or soon
+//! will be ([`Pool::run`], [`Pool::start_all`]), and *background* jobs nobody waits for yet
+//! ([`Pool::spawn`]: preparing the next round's data; [`Pool::start_background`]: the test
+//! set). Up to `threads - 1` workers on tokio's blocking pool take urgent jobs first, then
+//! background ones. The runtime thread, whenever a task of its waits for a result, runs queued
+//! urgent jobs itself instead of idling; it leaves background jobs to the workers, so that
+//! they have work while the runtime thread does what only it can (the protocol). So both cores
+//! stay busy whichever side of a round has more to do. Results of jobs started together come
+//! back in order as they finish ([`Ordered`]), so the runtime thread can work through the
+//! first while the others are still being made.
 //!
 //! This keeps DESIGN.md §2: work leaves the runtime thread only through `spawn_blocking`, which
 //! holds the paused clock still while it runs, or runs on the runtime thread while it blocks.
@@ -119,6 +122,23 @@ impl Pool {
         }
     }
 
+    /// Runs one queued urgent job (or, if `background`, any job) on this thread; false if
+    /// there was none.
+    fn run_queued(&self, background: bool) -> bool {
+        let job = {
+            let mut q = self.queue.lock().expect("pool lock");
+            let job = match q.urgent.pop_front() {
+                None if background => q.background.pop_front(),
+                job => job,
+            };
+            if job.is_some() {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+            job
+        };
+        job.map(|job| job()).is_some()
+    }
+
     /// Spins, without the lock, until a job is queued or [`LINGER`] looks have found none.
     fn linger(&self) {
         for _ in 0..LINGER {
@@ -156,48 +176,125 @@ impl Pool {
         rx.await.expect("a pool job panicked")
     }
 
-    /// Runs every job of `jobs` in the pool, helping on this thread, and returns their results
-    /// in order. Blocks the runtime thread until the last one is done.
-    pub fn run_all<T: Send + 'static>(
+    /// Queues every job of `jobs` (with 1 thread, runs them now) and hands back their results
+    /// in order as they finish: the caller can work through the first while other threads
+    /// still run the rest. Taking a result that is not ready runs queued urgent jobs on this
+    /// thread meanwhile, and then blocks the runtime thread until it is.
+    pub fn start_all<T: Send + 'static>(
         self: &Arc<Self>,
         jobs: Vec<impl FnOnce() -> T + Send + 'static>,
-    ) -> Vec<T> {
+    ) -> Ordered<T> {
+        self.start(true, jobs)
+    }
+
+    /// [`Pool::start_all`] as background work, which only workers take until somebody waits
+    /// for a result: for results needed well after they are asked for.
+    pub fn start_background<T: Send + 'static>(
+        self: &Arc<Self>,
+        jobs: Vec<impl FnOnce() -> T + Send + 'static>,
+    ) -> Ordered<T> {
+        self.start(false, jobs)
+    }
+
+    fn start<T: Send + 'static>(
+        self: &Arc<Self>,
+        urgent: bool,
+        jobs: Vec<impl FnOnce() -> T + Send + 'static>,
+    ) -> Ordered<T> {
         if !self.is_parallel() {
-            return jobs.into_iter().map(|f| f()).collect();
+            return Ordered::ready(jobs.into_iter().map(|f| f()).collect());
         }
-        let n = jobs.len();
         let (tx, rx) = mpsc::channel();
+        let slots = (0..jobs.len()).map(|_| None).collect();
         for (i, f) in jobs.into_iter().enumerate() {
             let tx = tx.clone();
-            self.push(true, move || {
+            self.push(urgent, move || {
                 let _ = tx.send((i, f()));
             });
         }
-        drop(tx);
-        self.drain(false);
-        let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
-        for (i, v) in rx.iter() {
-            out[i] = Some(v);
+        Ordered {
+            pending: Some((self.clone(), rx)),
+            urgent,
+            slots,
+            next: 0,
         }
-        out.into_iter()
-            .map(|v| v.expect("a pool job panicked"))
-            .collect()
+    }
+}
+
+/// Where jobs started together send `(index, result)`.
+type Results<T> = mpsc::Receiver<(usize, T)>;
+
+/// Results of jobs queued together by [`Pool::start_all`], taken in queue order.
+pub(crate) struct Ordered<T> {
+    /// The pool and where its jobs send their results; `None` when all are in `slots`.
+    pending: Option<(Arc<Pool>, Results<T>)>,
+    /// Whether the jobs are urgent ones: waiting for background ones helps with those too.
+    urgent: bool,
+    slots: Vec<Option<T>>,
+    next: usize,
+}
+
+impl<T> Ordered<T> {
+    fn ready(results: Vec<T>) -> Self {
+        Ordered {
+            pending: None,
+            urgent: true,
+            slots: results.into_iter().map(Some).collect(),
+            next: 0,
+        }
+    }
+}
+
+impl<T> Iterator for Ordered<T> {
+    type Item = T;
+
+    /// The next job's result, waiting for it (and helping with urgent jobs) if need be. A job
+    /// that panicked panics here, as its owner's.
+    fn next(&mut self) -> Option<T> {
+        let at = self.next;
+        let slot = self.slots.get_mut(at)?;
+        self.next += 1;
+        if let Some(v) = slot.take() {
+            return Some(v);
+        }
+        let (pool, rx) = self
+            .pending
+            .as_ref()
+            .expect("unfinished results come from the pool");
+        loop {
+            let (i, v) = match rx.try_recv() {
+                Ok(got) => got,
+                Err(mpsc::TryRecvError::Empty) if pool.run_queued(!self.urgent) => continue,
+                Err(_) => rx.recv().expect("a pool job panicked"),
+            };
+            if i == at {
+                return Some(v);
+            }
+            self.slots[i] = Some(v);
+        }
     }
 }
 
 impl Pool {
-    /// `f` of every item, in order: in the pool, `per_job` items a job, when there are at
-    /// least `min` items and another thread to share them; otherwise here. For a step's worth
-    /// of small pure jobs (decoding or framing messages), where a job per item would cost more
-    /// in queueing than the work.
-    pub fn map<T, U, F>(self: &Arc<Self>, items: Vec<T>, min: usize, per_job: usize, f: F) -> Vec<U>
+    /// `f` of every item, in order, as they are done: in the pool, `per_job` items a job,
+    /// when there are at least `min` items and another thread to share them; otherwise here,
+    /// at once. For a step's worth of small pure jobs (decoding messages), where a job per
+    /// item would cost more in queueing than the work; see [`Pool::start_all`] for taking the
+    /// first results while the rest are still being worked on.
+    pub fn map<T, U, F>(
+        self: &Arc<Self>,
+        items: Vec<T>,
+        min: usize,
+        per_job: usize,
+        f: F,
+    ) -> std::iter::Flatten<Ordered<Vec<U>>>
     where
         T: Send + 'static,
         U: Send + 'static,
         F: Fn(T) -> U + Clone + Send + 'static,
     {
         if !self.is_parallel() || items.len() < min.max(1) {
-            return items.into_iter().map(f).collect();
+            return Ordered::ready(vec![items.into_iter().map(f).collect()]).flatten();
         }
         let per_job = per_job.max(1);
         let mut items = items.into_iter();
@@ -208,7 +305,7 @@ impl Pool {
                 move || chunk.into_iter().map(f).collect::<Vec<U>>()
             })
             .collect();
-        self.run_all(jobs).into_iter().flatten().collect()
+        self.start_all(jobs).flatten()
     }
 }
 
@@ -220,7 +317,8 @@ mod tests {
     async fn results_come_back_in_order_whoever_runs_the_jobs() {
         for threads in [1, 2, 4] {
             let pool = Pool::new(threads);
-            let squares = pool.run_all((0..50u64).map(|i| move || i * i).collect());
+            let jobs = (0..50u64).map(|i| move || i * i).collect();
+            let squares: Vec<u64> = pool.start_all(jobs).collect();
             assert_eq!(squares, (0..50u64).map(|i| i * i).collect::<Vec<_>>());
             let tasks: Vec<_> = (0..20u64)
                 .map(|i| {
@@ -239,7 +337,7 @@ mod tests {
         for threads in [1, 2] {
             let pool = Pool::new(threads);
             for (n, min) in [(3, 16), (50, 16), (50, 1000)] {
-                let got = pool.map((0..n).collect(), min, 7, |i: u64| i * 3);
+                let got: Vec<_> = pool.map((0..n).collect(), min, 7, |i: u64| i * 3).collect();
                 assert_eq!(got, (0..n).map(|i| i * 3).collect::<Vec<_>>());
             }
         }
@@ -255,7 +353,10 @@ mod tests {
             pool.spawn(move || tx.send(std::thread::current().id()).unwrap());
         }
         // Waiting on urgent work does not make this thread take the background jobs.
-        assert_eq!(pool.run_all(vec![|| 1, || 2]), vec![1, 2]);
+        assert_eq!(
+            pool.start_all(vec![|| 1, || 2]).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         for _ in 0..8 {
             assert_ne!(rx.recv().unwrap(), here);
         }

@@ -124,6 +124,11 @@ impl Envelope {
     }
 }
 
+/// A place in an actor's event order, taken by [`Port::reserve_event`].
+#[derive(Debug)]
+#[must_use = "an event slot is for an event logged later in the step"]
+pub(crate) struct EventSlot(u64);
+
 /// What actors produced during the current step.
 #[derive(Default)]
 pub(crate) struct Outbox {
@@ -258,20 +263,51 @@ impl Port {
         detail: Detail,
         model: Option<Arc<ModelData>>,
     ) {
+        let slot = self.reserve_event();
+        self.push_event(slot, round, event.into(), client, detail, model);
+    }
+
+    /// Takes the next place in this actor's event order for an event logged later in the
+    /// same step ([`Port::emit_reserved`]): it is ordered as if it had been logged now. This
+    /// lets an actor go on while a result the event reports is still being worked out.
+    pub fn reserve_event(&mut self) -> EventSlot {
+        self.event_seq += 1;
+        EventSlot(self.event_seq - 1)
+    }
+
+    /// Logs an event in the place `slot` reserved.
+    pub fn emit_reserved(
+        &mut self,
+        slot: EventSlot,
+        round: Option<u32>,
+        event: impl Into<EventName>,
+        client: Option<u32>,
+        detail: Detail,
+    ) {
+        self.push_event(slot, round, event.into(), client, detail, None);
+    }
+
+    fn push_event(
+        &self,
+        slot: EventSlot,
+        round: Option<u32>,
+        event: EventName,
+        client: Option<u32>,
+        detail: Detail,
+        model: Option<Arc<ModelData>>,
+    ) {
         let record = EventRecord {
             seq: 0,
             t_us: self.now(),
             round,
             actor: self.actor,
-            event: event.into(),
+            event,
             client,
             detail,
         };
-        let order = (self.rank, self.event_seq);
-        self.event_seq += 1;
         self.shared.push_event(PendingEvent {
             record,
-            order,
+            order: (self.rank, slot.0),
             model,
         });
     }

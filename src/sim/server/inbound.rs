@@ -98,13 +98,14 @@ const PARALLEL_MIN: usize = 16;
 /// Envelopes per pool job.
 const PER_JOB: usize = 16;
 
-/// Decodes the wire envelopes of `batch` (in the pool when there are enough of them); the
-/// result has one entry per envelope, `None` for those that are not wire messages.
+/// Decodes the wire envelopes of `batch` (in the pool when there are enough of them): one
+/// entry per envelope, in order, `None` for those that are not wire messages. The entries come
+/// as they are decoded, so the server handles the first while the pool decodes the rest.
 pub(super) fn decode_step(
     decoder: &Decoder,
     pool: &Arc<Pool>,
     batch: &[Envelope],
-) -> Vec<Option<Inbound>> {
+) -> impl Iterator<Item = Option<Inbound>> + use<> {
     let frames: Vec<Option<(Method, Bytes)>> = batch
         .iter()
         .map(|e| match &e.payload {

@@ -15,13 +15,14 @@ use inbound::{Decoder, Inbound};
 
 use super::config::ServerConfig;
 use super::events::{Actor, SimEvent};
-use super::pool::Pool;
-use super::port::{Envelope, Method, Micros, Payload, Port, Timer};
+use super::pool::{Ordered, Pool};
+use super::port::{Envelope, EventSlot, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
+use super::TestSet;
 use crate::aggregate::{Aggregator, Update};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, Text, TransformChain};
-use crate::learn::{Dataset, Evaluator, Metrics, Params};
+use crate::learn::{Dataset, Evaluator, Metrics, Params, PartScore};
 use crate::rng::{self, NONE};
 
 /// One row of `rounds.csv`, as the server sees the round.
@@ -83,7 +84,7 @@ pub(crate) struct ServerSetup {
     pub decoder: Arc<TransformChain>,
     pub aggregator: Box<dyn Aggregator>,
     pub global: Params,
-    pub test: Arc<Dataset>,
+    pub test: TestSet,
     /// Where evaluation runs.
     pub pool: Arc<Pool>,
     /// Told, as each round starts, which clients the server expects to select next round (and
@@ -143,7 +144,7 @@ pub(crate) struct Server {
     aggregator: Box<dyn Aggregator>,
     global: Params,
     global_md: Arc<ModelData>,
-    test: Arc<Dataset>,
+    test: TestSet,
     pool: Arc<Pool>,
     lookahead: Option<Lookahead>,
     clients: BTreeMap<u32, Registered>,
@@ -156,6 +157,30 @@ pub(crate) struct Server {
     last_progress: Micros,
     rounds: Vec<RoundStats>,
     cross_site: Option<CrossSiteMatrix>,
+}
+
+/// A test set being scored in the pool.
+struct Scoring {
+    test: Arc<Dataset>,
+    scores: Ordered<PartScore>,
+}
+
+impl Scoring {
+    /// The metrics, once every part is scored.
+    fn metrics(self) -> Metrics {
+        Evaluator::combine(&self.test, self.scores)
+    }
+}
+
+/// What follows a round's aggregation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// That was the last round.
+    Finish,
+    /// The next round starts now.
+    Start,
+    /// Too few clients are left: wait for more, or give up.
+    Wait,
 }
 
 /// Why a contribution was refused, as the log writes it.
@@ -793,7 +818,6 @@ impl Server {
             detail,
             Some(self.global_md.clone()),
         );
-        let m = self.evaluate();
         let weight: f64 = open.updates.values().map(|a| a.weight).sum();
         let train_loss = if weight > 0.0 {
             open.updates
@@ -804,7 +828,7 @@ impl Server {
         } else {
             f64::NAN
         };
-        self.rounds.push(RoundStats {
+        let stats = RoundStats {
             round: r,
             t_us: self.port.now(),
             selected: open.selected.len(),
@@ -812,39 +836,66 @@ impl Server {
             rejected: open.rejected,
             aggregated: n,
             train_loss,
-            test_loss: m.loss,
-            test_accuracy: m.accuracy,
+            test_loss: f64::NAN,
+            test_accuracy: f64::NAN,
             timed_out,
             bytes_up: 0,
             bytes_down: 0,
-        });
+        };
+        self.next_round += 1;
+        self.last_progress = self.port.now();
+        let next = if self.next_round >= self.cfg.num_rounds {
+            Next::Finish
+        } else if self.clients.len() >= self.cfg.min_num_clients.max(1) {
+            Next::Start
+        } else {
+            Next::Wait
+        };
+        // The next round starts (its clients served) while the pool scores the new model;
+        // `_endRound`, which reports the scores, keeps its place before `_startRound`.
+        let scores = self.start_evaluation();
+        let end_round = self.port.reserve_event();
+        if next == Next::Start {
+            self.start_round();
+        }
+        self.end_round(end_round, stats, scores.metrics());
+        match next {
+            Next::Finish => self.after_training(),
+            Next::Wait => self.port.timer(self.give_up_after(), Timer::StartDeadline),
+            Next::Start => {}
+        }
+    }
+
+    /// Records round `stats` with the global model's metrics `m` and logs `_endRound`.
+    fn end_round(&mut self, slot: EventSlot, mut stats: RoundStats, m: Metrics) {
+        (stats.test_loss, stats.test_accuracy) = (m.loss, m.accuracy);
+        let r = stats.round;
+        self.rounds.push(stats);
         let detail = vec![
             ("test_accuracy", m.accuracy.into()),
             ("test_loss", m.loss.into()),
         ];
-        self.port.emit(Some(r), EventType::EndRound, None, detail);
-        self.next_round += 1;
-        self.last_progress = self.port.now();
-        if self.next_round >= self.cfg.num_rounds {
-            return self.after_training();
-        }
-        if self.clients.len() >= self.cfg.min_num_clients.max(1) {
-            self.start_round();
-        } else {
-            self.port.timer(self.give_up_after(), Timer::StartDeadline);
-        }
+        self.port
+            .emit_reserved(slot, Some(r), EventType::EndRound, None, detail);
     }
 
     /// The global model's metrics on the test set, its parts scored in the pool.
-    fn evaluate(&self) -> Metrics {
+    fn evaluate(&mut self) -> Metrics {
+        self.start_evaluation().metrics()
+    }
+
+    /// Queues the scoring of the global model's test-set parts in the pool.
+    fn start_evaluation(&mut self) -> Scoring {
+        let test = self.test.get();
         let e = Arc::new(Evaluator::new(&self.global));
-        let jobs = Evaluator::parts(self.test.len())
+        let jobs = Evaluator::parts(test.len())
             .map(|rows| {
-                let (e, test) = (e.clone(), self.test.clone());
+                let (e, test) = (e.clone(), test.clone());
                 move || e.score(&test, rows)
             })
             .collect();
-        Evaluator::combine(&self.test, self.pool.run_all(jobs))
+        let scores = self.pool.start_all(jobs);
+        Scoring { test, scores }
     }
 
     fn finish(&mut self, reason: &'static str) {
