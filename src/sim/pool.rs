@@ -344,6 +344,19 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn started_jobs_are_taken_in_queue_order_one_by_one_urgent_or_background() {
+        for threads in [1, 2, 4] {
+            let pool = Pool::new(threads);
+            let urgent = pool.start_all((0..30u64).map(|i| move || i + 100).collect());
+            let background = pool.start_background((0..30u64).map(|i| move || i * 2).collect());
+            // Taken one at a time, interleaved with other work: each comes in its place.
+            for (i, (u, b)) in urgent.zip(background).enumerate() {
+                assert_eq!((u, b), (i as u64 + 100, 2 * i as u64));
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn background_jobs_run_on_workers_only() {
         let pool = Pool::new(2);
         let here = std::thread::current().id();

@@ -328,3 +328,34 @@ impl Drop for Port {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fed_learn::EventType;
+    use crate::sim::inbox;
+
+    #[test]
+    fn a_reserved_event_keeps_its_place_before_those_logged_after_the_reservation() {
+        let shared = Arc::new(Shared::default());
+        let (_tx, rx) = inbox::inbox();
+        let mut port = Port::new(Actor::Server, rx, shared.clone());
+        port.emit(Some(0), EventType::BeforeAggregation, None, vec![]);
+        let slot = port.reserve_event();
+        port.emit(Some(1), EventType::StartRound, None, vec![]);
+        port.emit_reserved(slot, Some(0), EventType::EndRound, None, vec![]);
+        let mut events = std::mem::take(&mut shared.outbox.lock().unwrap().events);
+        events.sort_by_key(|e| e.order);
+        let got: Vec<_> = events
+            .iter()
+            .map(|e| (e.record.event, e.record.round))
+            .collect();
+        let want = [
+            (EventType::BeforeAggregation, 0),
+            (EventType::EndRound, 0),
+            (EventType::StartRound, 1),
+        ]
+        .map(|(e, r)| (EventName::Protocol(e), Some(r)));
+        assert_eq!(got, want);
+    }
+}
