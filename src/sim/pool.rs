@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The queues and how many workers are draining them.
+/// The queues and how many workers are working through them.
 #[derive(Default)]
 struct Queue {
     urgent: VecDeque<Job>,
@@ -81,39 +81,32 @@ impl Pool {
         if q.active < self.workers {
             q.active += 1;
             let pool = self.clone();
-            drop(tokio::task::spawn_blocking(move || pool.drain(true)));
+            drop(tokio::task::spawn_blocking(move || pool.work()));
         }
     }
 
-    /// Runs queued jobs until there are none: a worker takes both kinds, lingers a little for
-    /// more, and then retires (under the same lock a push takes, so no job is left without a
-    /// worker that would have taken it); the runtime thread takes urgent ones only.
-    fn drain(&self, worker: bool) {
+    /// A worker's life: it runs queued jobs of both kinds until there are none, lingers a
+    /// little for more, and then retires (under the same lock a push takes, so no job is left
+    /// without a worker that would have taken it).
+    fn work(&self) {
         let mut lingered = false;
         loop {
             let job = {
                 let mut q = self.queue.lock().expect("pool lock");
-                let next = match q.urgent.pop_front() {
-                    Some(job) => Some(job),
-                    None if worker => q.background.pop_front(),
-                    None => None,
-                };
-                match next {
+                match q.urgent.pop_front().or_else(|| q.background.pop_front()) {
                     Some(job) => {
                         self.queued.fetch_sub(1, Ordering::Relaxed);
                         lingered = false;
                         job
                     }
-                    None if worker && !lingered => {
+                    None if !lingered => {
                         drop(q);
                         self.linger();
                         lingered = true;
                         continue;
                     }
                     None => {
-                        if worker {
-                            q.active -= 1;
-                        }
+                        q.active -= 1;
                         return;
                     }
                 }
@@ -172,7 +165,7 @@ impl Pool {
             let _ = tx.send(f());
         });
         tokio::task::yield_now().await;
-        self.drain(false);
+        while self.run_queued(false) {}
         rx.await.expect("a pool job panicked")
     }
 

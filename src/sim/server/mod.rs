@@ -174,7 +174,7 @@ impl Scoring {
 
 /// What follows a round's aggregation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Next {
+enum AfterRound {
     /// That was the last round.
     Finish,
     /// The next round starts now.
@@ -845,24 +845,24 @@ impl Server {
         self.next_round += 1;
         self.last_progress = self.port.now();
         let next = if self.next_round >= self.cfg.num_rounds {
-            Next::Finish
+            AfterRound::Finish
         } else if self.clients.len() >= self.cfg.min_num_clients.max(1) {
-            Next::Start
+            AfterRound::Start
         } else {
-            Next::Wait
+            AfterRound::Wait
         };
         // The next round starts (its clients served) while the pool scores the new model;
         // `_endRound`, which reports the scores, keeps its place before `_startRound`.
         let scores = self.start_evaluation();
         let end_round = self.port.reserve_event();
-        if next == Next::Start {
+        if next == AfterRound::Start {
             self.start_round();
         }
         self.end_round(end_round, stats, scores.metrics());
         match next {
-            Next::Finish => self.after_training(),
-            Next::Wait => self.port.timer(self.give_up_after(), Timer::StartDeadline),
-            Next::Start => {}
+            AfterRound::Finish => self.after_training(),
+            AfterRound::Wait => self.port.timer(self.give_up_after(), Timer::StartDeadline),
+            AfterRound::Start => {}
         }
     }
 
