@@ -93,9 +93,8 @@ impl Pool {
         loop {
             let job = {
                 let mut q = self.queue.lock().expect("pool lock");
-                match q.urgent.pop_front().or_else(|| q.background.pop_front()) {
+                match self.take(&mut q, true) {
                     Some(job) => {
-                        self.queued.fetch_sub(1, Ordering::Relaxed);
                         lingered = false;
                         job
                     }
@@ -118,18 +117,21 @@ impl Pool {
     /// Runs one queued urgent job (or, if `background`, any job) on this thread; false if
     /// there was none.
     fn run_queued(&self, background: bool) -> bool {
-        let job = {
-            let mut q = self.queue.lock().expect("pool lock");
-            let job = match q.urgent.pop_front() {
-                None if background => q.background.pop_front(),
-                job => job,
-            };
-            if job.is_some() {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-            }
-            job
-        };
+        let job = self.take(&mut self.queue.lock().expect("pool lock"), background);
         job.map(|job| job()).is_some()
+    }
+
+    /// The next queued job: urgent first, then (if `background`) background; the one place
+    /// that takes jobs off the queues, so `queued` always counts what is left.
+    fn take(&self, q: &mut Queue, background: bool) -> Option<Job> {
+        let job = match q.urgent.pop_front() {
+            None if background => q.background.pop_front(),
+            job => job,
+        };
+        if job.is_some() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        job
     }
 
     /// Spins, without the lock, until a job is queued or [`LINGER`] looks have found none.
@@ -212,6 +214,38 @@ impl Pool {
             next: 0,
         }
     }
+
+    /// `f` of every item, in order, as they are done: in the pool, `per_job` items a job,
+    /// when there are at least `min` items and another thread to share them; otherwise here,
+    /// at once. For a step's worth of small pure jobs (decoding messages), where a job per
+    /// item would cost more in queueing than the work; see [`Pool::start_all`] for taking the
+    /// first results while the rest are still being worked on.
+    pub fn map<T, U, F>(
+        self: &Arc<Self>,
+        items: Vec<T>,
+        min: usize,
+        per_job: usize,
+        f: F,
+    ) -> std::iter::Flatten<Ordered<Vec<U>>>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+        F: Fn(T) -> U + Clone + Send + 'static,
+    {
+        if !self.is_parallel() || items.len() < min.max(1) {
+            return Ordered::ready(vec![items.into_iter().map(f).collect()]).flatten();
+        }
+        let per_job = per_job.max(1);
+        let mut items = items.into_iter();
+        let jobs: Vec<_> = (0..items.len().div_ceil(per_job))
+            .map(|_| {
+                let chunk: Vec<T> = items.by_ref().take(per_job).collect();
+                let f = f.clone();
+                move || chunk.into_iter().map(f).collect::<Vec<U>>()
+            })
+            .collect();
+        self.start_all(jobs).flatten()
+    }
 }
 
 /// Where jobs started together send `(index, result)`.
@@ -265,40 +299,6 @@ impl<T> Iterator for Ordered<T> {
             }
             self.slots[i] = Some(v);
         }
-    }
-}
-
-impl Pool {
-    /// `f` of every item, in order, as they are done: in the pool, `per_job` items a job,
-    /// when there are at least `min` items and another thread to share them; otherwise here,
-    /// at once. For a step's worth of small pure jobs (decoding messages), where a job per
-    /// item would cost more in queueing than the work; see [`Pool::start_all`] for taking the
-    /// first results while the rest are still being worked on.
-    pub fn map<T, U, F>(
-        self: &Arc<Self>,
-        items: Vec<T>,
-        min: usize,
-        per_job: usize,
-        f: F,
-    ) -> std::iter::Flatten<Ordered<Vec<U>>>
-    where
-        T: Send + 'static,
-        U: Send + 'static,
-        F: Fn(T) -> U + Clone + Send + 'static,
-    {
-        if !self.is_parallel() || items.len() < min.max(1) {
-            return Ordered::ready(vec![items.into_iter().map(f).collect()]).flatten();
-        }
-        let per_job = per_job.max(1);
-        let mut items = items.into_iter();
-        let jobs: Vec<_> = (0..items.len().div_ceil(per_job))
-            .map(|_| {
-                let chunk: Vec<T> = items.by_ref().take(per_job).collect();
-                let f = f.clone();
-                move || chunk.into_iter().map(f).collect::<Vec<U>>()
-            })
-            .collect();
-        self.start_all(jobs).flatten()
     }
 }
 

@@ -95,7 +95,7 @@ impl Server {
             _ => return,
         };
         if c.r#type == "best_model" && step == 0 {
-            if let Ok(p) = self.decode_params(c.data.unwrap_or_default()) {
+            if let Ok(p) = self.decoder.params(c.data) {
                 if let Phase::CrossSite(x) = &mut self.phase {
                     x.best.insert(client, p);
                 }

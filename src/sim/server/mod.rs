@@ -737,10 +737,6 @@ impl Server {
         self.check_progress();
     }
 
-    fn decode_params(&self, md: ModelData) -> Result<Params, String> {
-        self.decoder.params(Some(md))
-    }
-
     fn reject(&mut self, client: u32, why: Reject, for_round: Option<u32>) {
         let round = self.round_no();
         if let Phase::Training(open) = &mut self.phase {
