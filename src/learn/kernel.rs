@@ -249,6 +249,26 @@ pub(crate) fn pull_toward(w: &mut [f32], center: &[f32], step: f32) {
     }
 }
 
+/// Batches up to this many rows keep the gradient step's per-sample factors on the stack.
+const STEP_ROWS: usize = 64;
+
+/// `n` slots for the gradient step's per-sample factors: in `stack` for a batch of up to
+/// [`STEP_ROWS`] rows (W1's sixteen), else in `heap`. A fresh `Vec` per call was 8,000
+/// allocations a W1 run.
+#[inline(always)]
+fn step_buffer<'a, T: Copy + Default>(
+    stack: &'a mut [T; STEP_ROWS],
+    heap: &'a mut Vec<T>,
+    n: usize,
+) -> &'a mut [T] {
+    if n <= STEP_ROWS {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, T::default());
+        heap
+    }
+}
+
 /// The reference versions: plain loops over lanes.
 mod portable {
     use super::{padded, reduce, LANES};
@@ -344,7 +364,7 @@ mod avx2 {
         _mm256_unpacklo_ps, _CMP_LT_OQ, _CMP_NLE_UQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
     };
 
-    use super::{padded, LANES};
+    use super::{padded, LANES, STEP_ROWS};
 
     /// Loads one lane group.
     #[inline(always)]
@@ -503,11 +523,13 @@ mod avx2 {
         let n = g.len() / mp.max(1);
         let xs = x.as_chunks::<LANES>().0;
         let wc = wt.as_chunks_mut::<LANES>().0;
-        let mut a = Vec::with_capacity(n);
+        let (mut stack, mut heap) = ([0.0; STEP_ROWS], Vec::new());
+        let a = super::step_buffer(&mut stack, &mut heap, n);
         for (j, (wj, bj)) in wc.chunks_exact_mut(kc).zip(b.iter_mut()).enumerate() {
             // Sample i's step on output j, rounded as the portable loop rounds it.
-            a.clear();
-            a.extend((0..n).map(|i| s * g[i * mp + j]));
+            for (i, ai) in a.iter_mut().enumerate() {
+                *ai = s * g[i * mp + j];
+            }
             // Eight lane groups of w_j stay in registers while every sample adds to them.
             let (blocks, rest) = wj.as_chunks_mut::<8>();
             for (c0, block) in blocks.iter_mut().enumerate().map(|(q, b)| (q * 8, b)) {
@@ -530,7 +552,7 @@ mod avx2 {
                 }
                 store(w, v);
             }
-            for ai in &a {
+            for ai in a.iter() {
                 *bj += ai;
             }
         }
@@ -783,7 +805,7 @@ mod avx512 {
     };
 
     use super::avx2::{lanes, load, store};
-    use super::{padded, LANES};
+    use super::{padded, LANES, STEP_ROWS};
 
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
     pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32]) {
@@ -803,24 +825,24 @@ mod avx512 {
         let n = g.len() / mp.max(1);
         let xs = x.as_chunks::<LANES>().0;
         let wc = wt.as_chunks_mut::<LANES>().0;
-        let mut a = Vec::with_capacity(n);
+        let (mut stack, mut heap) = ([(0.0, 0.0); STEP_ROWS], Vec::new());
+        let a = super::step_buffer(&mut stack, &mut heap, n);
         // Only an odd output count needs the scratch partner.
         let mut spare = (vec![[0.0; LANES]; if m % 2 == 1 { kc } else { 0 }], 0.0);
         for j in (0..m).step_by(2) {
             // Sample i's steps on outputs j and j + 1, rounded as the portable loop rounds them.
-            a.clear();
-            a.extend((0..n).map(|i| {
+            for (i, ai) in a.iter_mut().enumerate() {
                 let gi = &g[i * mp..];
-                (s * gi[j], if j + 1 < m { s * gi[j + 1] } else { 0.0 })
-            }));
+                *ai = (s * gi[j], if j + 1 < m { s * gi[j + 1] } else { 0.0 });
+            }
             let (w0, w1) = wc[j * kc..].split_at_mut(kc);
             let (b0, b1) = b[j..].split_at_mut(1);
             let (w1, b1) = match (j + 1 < m, b1.first_mut()) {
                 (true, Some(b1)) => (&mut w1[..kc], b1),
                 _ => (&mut spare.0[..], &mut spare.1),
             };
-            two_outputs(xs, &a, [w0, w1], kc);
-            for (a0, a1) in &a {
+            two_outputs(xs, a, [w0, w1], kc);
+            for (a0, a1) in a.iter() {
                 b0[0] += a0;
                 *b1 += a1;
             }
