@@ -82,6 +82,12 @@ impl MessageIds {
 
     /// A fresh id in the 8-4-4-4-12 hex form of a version-4 UUID.
     pub fn next_id(&mut self) -> String {
+        self.next().as_str().to_owned()
+    }
+
+    /// [`MessageIds::next_id`] held in place, for a sender that writes it straight into a
+    /// frame (one allocation fewer per message).
+    pub fn next(&mut self) -> MessageId {
         let mut b = [0u8; 16];
         self.rng.fill_bytes(&mut b);
         b[6] = (b[6] & 0x0f) | 0x40;
@@ -97,8 +103,103 @@ impl MessageIds {
             s[at + 1] = HEX[usize::from(byte & 0xf)];
             at += 2;
         }
+        MessageId(s)
+    }
+}
+
+/// A message id from [`MessageIds::next`]: 36 ASCII bytes on the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageId([u8; 36]);
+
+impl MessageId {
+    /// The id.
+    pub fn as_str(&self) -> &str {
         // Hex digits and dashes: ASCII, which `from_utf8` checks a word at a time.
-        std::str::from_utf8(&s).unwrap_or_default().to_owned()
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// What a [`MessageRef`] carries as its body: bytes as they are, or a protobuf message
+/// encoded in place ([`Proto`]).
+pub trait Body {
+    /// The body's encoded length.
+    fn encoded_len(&self) -> usize;
+    /// Appends the body's bytes (exactly `encoded_len` of them).
+    fn put(&self, buf: &mut impl bytes::BufMut);
+}
+
+impl Body for &[u8] {
+    fn encoded_len(&self) -> usize {
+        self.len()
+    }
+    fn put(&self, buf: &mut impl bytes::BufMut) {
+        buf.put_slice(self);
+    }
+}
+
+/// A protobuf message as a [`Body`], encoded straight into the frame that carries it.
+pub struct Proto<'a, M>(pub &'a M);
+
+impl<M: prost::Message> Body for Proto<'_, M> {
+    fn encoded_len(&self) -> usize {
+        self.0.encoded_len()
+    }
+    fn put(&self, buf: &mut impl bytes::BufMut) {
+        self.0.encode_raw(buf);
+    }
+}
+
+/// A message's fields, borrowed: encodes to the bytes of the [`Message`] that has them, with
+/// no `Message` built first. Why: a sender's message lived only to be encoded, and building it
+/// (an id string, a header map, the body encoded into a buffer of its own and then copied
+/// into the frame) was several allocations and a copy per hop.
+pub struct MessageRef<'a, B> {
+    /// The message id.
+    pub id: &'a str,
+    /// The topic: an RPC name or [`REPLY_TOPIC`].
+    pub topic: &'a str,
+    /// The body's protobuf type.
+    pub body_type: &'a str,
+    /// The body.
+    pub body: B,
+    /// The headers, in key order (a `Message`'s map keeps them so); keys are distinct.
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+impl<B: Body> MessageRef<'_, B> {
+    /// The length of [`MessageRef::encode_to`]'s bytes.
+    pub fn encoded_len(&self) -> usize {
+        let body = self.body.encoded_len();
+        let body = if body == 0 {
+            0
+        } else {
+            key_len(4) + encoded_len_varint(body as u64) + body
+        };
+        field_len(1, self.id.as_bytes())
+            + field_len(2, self.topic.as_bytes())
+            + field_len(3, self.body_type.as_bytes())
+            + body
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| header_len(k.as_bytes(), v.as_bytes()))
+                .sum::<usize>()
+    }
+
+    /// Appends the `admin.proto` bytes: those of [`Message::encode_to`] for the same fields.
+    pub fn encode_to(&self, buf: &mut impl bytes::BufMut) {
+        put_field(1, self.id.as_bytes(), buf);
+        put_field(2, self.topic.as_bytes(), buf);
+        put_field(3, self.body_type.as_bytes(), buf);
+        let body = self.body.encoded_len();
+        if body > 0 {
+            encode_key(4, WireType::LengthDelimited, buf);
+            encode_varint(body as u64, buf);
+            self.body.put(buf);
+        }
+        for (k, v) in self.headers {
+            put_header(k.as_bytes(), v.as_bytes(), buf);
+        }
     }
 }
 
@@ -182,10 +283,7 @@ impl Message {
         let headers: usize = self
             .headers
             .iter()
-            .map(|(k, v)| {
-                let len = field_len(1, k.as_bytes()) + field_len(2, v.as_bytes());
-                key_len(5) + encoded_len_varint(len as u64) + len
-            })
+            .map(|(k, v)| header_len(k.as_bytes(), v.as_bytes()))
             .sum();
         field_len(1, self.id.as_bytes())
             + field_len(2, self.topic.as_bytes())
@@ -205,11 +303,7 @@ impl Message {
         }
         put_field(4, &self.body, buf);
         for (k, v) in &self.headers {
-            let len = field_len(1, k.as_bytes()) + field_len(2, v.as_bytes());
-            encode_key(5, WireType::LengthDelimited, buf);
-            encode_varint(len as u64, buf);
-            put_field(1, k.as_bytes(), buf);
-            put_field(2, v.as_bytes(), buf);
+            put_header(k.as_bytes(), v.as_bytes(), buf);
         }
     }
 
@@ -307,6 +401,21 @@ fn put_field(tag: u32, v: &[u8], buf: &mut impl bytes::BufMut) {
         encode_varint(v.len() as u64, buf);
         buf.put_slice(v);
     }
+}
+
+/// The encoded length of a headers map entry (field 5).
+fn header_len(k: &[u8], v: &[u8]) -> usize {
+    let len = field_len(1, k) + field_len(2, v);
+    key_len(5) + encoded_len_varint(len as u64) + len
+}
+
+/// Writes a headers map entry (field 5) as prost writes one: the empty key or value left out.
+fn put_header(k: &[u8], v: &[u8], buf: &mut impl bytes::BufMut) {
+    let len = field_len(1, k) + field_len(2, v);
+    encode_key(5, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+    put_field(1, k, buf);
+    put_field(2, v, buf);
 }
 
 /// The next length-delimited field's bytes, sharing `buf`'s buffer.

@@ -27,7 +27,10 @@ pub use context::{ApplicationContext, FLContext, Prop, Props};
 pub use encrypt::ModelEncryptor;
 pub use error::{FLAdminError, FLCommunicationError};
 pub use event::EventType;
-pub use message::{error_reply, ok_reply, Message, MessageIds, MsgHeader, ReturnCode};
+pub use message::{
+    error_reply, ok_reply, Body, Message, MessageId, MessageIds, MessageRef, MsgHeader, Proto,
+    ReturnCode,
+};
 pub use npy_fast::NpyElement;
 pub use numproto::{ndarray_to_proto, proto_to_ndarray, NumprotoError, Tensor};
 pub use text::Text;

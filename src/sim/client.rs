@@ -15,7 +15,9 @@ use super::pool::Pool;
 use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
-use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, TransformChain};
+use crate::fed_learn::{
+    EventType, Message, MessageId, MessageIds, ModelTransformer, TransformChain,
+};
 use crate::learn::{ClientData, ModelKind, Net, Params, TrainConfig};
 use crate::rng::{self, NONE};
 
@@ -136,8 +138,7 @@ impl Client {
     }
 
     fn send(&mut self, method: Method, body_type: &'static str, body: &impl prost::Message) {
-        let msg = wire::request(&mut self.ids, method, body_type, body);
-        let frame = wire::frame(&msg);
+        let frame = wire::request_frame(self.ids.next(), method, body_type, body);
         self.port
             .send(Actor::Server, 0, Payload::Wire { method, frame });
     }
@@ -420,7 +421,7 @@ impl Client {
         let (common, id, client) = (self.common.clone(), self.id, self.state_msg());
         let mut chain = std::mem::take(&mut self.chain);
         let mut ids = self.ids.clone();
-        let msg_id = ids.next_id();
+        let msg_id = ids.next();
         let (chain, tasked) = self
             .common
             .pool
@@ -578,7 +579,7 @@ fn local_update(
     common: &ClientCommon,
     id: u32,
     chain: &mut TransformChain,
-    msg_id: String,
+    msg_id: MessageId,
     frame: Bytes,
     client: pb::ClientState,
 ) -> Tasked {
@@ -613,7 +614,7 @@ fn train(
     common: &ClientCommon,
     id: u32,
     chain: &mut TransformChain,
-    msg_id: String,
+    msg_id: MessageId,
     model: ModelData,
     client: pb::ClientState,
     meta: pb::MetaData,
@@ -647,12 +648,7 @@ fn train(
             task_name: "train".into(),
             metrics: [("train_loss".to_string(), loss)].into_iter().collect(),
         };
-        wire::frame(&wire::request_with_id(
-            msg_id,
-            Method::SubmitUpdate,
-            types::CONTRIBUTION,
-            &c,
-        ))
+        wire::request_frame(msg_id, Method::SubmitUpdate, types::CONTRIBUTION, &c)
     });
     Ok(Trained {
         n_iter,

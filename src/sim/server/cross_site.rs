@@ -85,8 +85,8 @@ impl Server {
                 vec![("models", models.into())],
             );
         }
-        let m = wire::reply(&mut self.ids, req, types::TASK, task);
-        self.send_as(client, Method::Task, m);
+        let frame = wire::reply_frame(&mut self.ids, req, types::TASK, &task[..]);
+        self.send_frame(client, Method::Task, frame);
     }
 
     pub(super) fn on_cross_site_submit(&mut self, client: u32, c: pb::Contribution) {

@@ -21,7 +21,9 @@ use super::wire::{self, types};
 use super::TestSet;
 use crate::aggregate::{Aggregator, Update};
 use crate::fed_learn::pb::{self, ModelData};
-use crate::fed_learn::{EventType, Message, MessageIds, ModelTransformer, Text, TransformChain};
+use crate::fed_learn::{
+    EventType, Message, MessageIds, ModelTransformer, Proto, Text, TransformChain,
+};
 use crate::learn::{Dataset, Evaluator, Metrics, Params, PartScore};
 use crate::rng::{self, NONE};
 
@@ -332,12 +334,11 @@ impl Server {
     // ---- replies -------------------------------------------------------------------------
 
     fn send(&mut self, client: u32, msg: Message) {
-        self.send_as(client, Method::Reply, msg);
+        self.send_frame(client, Method::Reply, wire::frame(&msg));
     }
 
-    /// Sends `msg` tagged as `method`: [`Method::Task`] for a reply that carries a task.
-    fn send_as(&mut self, client: u32, method: Method, msg: Message) {
-        let frame = wire::frame(&msg);
+    /// Sends `frame` tagged as `method`: [`Method::Task`] for a reply that carries a task.
+    fn send_frame(&mut self, client: u32, method: Method, frame: Bytes) {
         let to = Actor::Client(client);
         self.port.send(to, 0, Payload::Wire { method, frame });
     }
@@ -350,8 +351,8 @@ impl Server {
             num_rounds: self.cfg.num_rounds as i32,
             refused,
         };
-        let m = wire::reply(&mut self.ids, req, types::SUMMARY, s.encode_to_vec().into());
-        self.send(client, m);
+        let frame = wire::reply_frame(&mut self.ids, req, types::SUMMARY, Proto(&s));
+        self.send_frame(client, Method::Reply, frame);
     }
 
     fn refuse(&mut self, client: u32, req: &Text, why: &str) {
@@ -638,11 +639,11 @@ impl Server {
         }
         self.port
             .emit(Some(r), EventType::GetModel, Some(client), vec![]);
-        let m = wire::reply(&mut self.ids, req, types::TASK, task);
-        let detail = vec![("bytes", m.body.len().into())];
+        let frame = wire::reply_frame(&mut self.ids, req, types::TASK, &task[..]);
+        let detail = vec![("bytes", task.len().into())];
         self.port
             .emit(Some(r), EventType::SendModel, Some(client), detail);
-        self.send_as(client, Method::Task, m);
+        self.send_frame(client, Method::Task, frame);
     }
 
     fn on_get_task(&mut self, client: u32, req: &Text, s: pb::ClientState) {
