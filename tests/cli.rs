@@ -123,7 +123,7 @@ fn run_writes_every_file_and_they_agree() {
         classes,
         &mut fedsim::rng::stream(0, "x", 0, 0),
     );
-    let params = Params::from_model_data(&md, &like).unwrap();
+    let params = Params::from_model_data(md, &like).unwrap();
     let test = cfg
         .data
         .global_test(cfg.seed, u64::from(cfg.initial_clients));

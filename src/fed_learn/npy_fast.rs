@@ -6,7 +6,7 @@
 //! and `shape`, in any order — and anything else falls back to ndarray-npy, which also produces
 //! every error message. So this is a shortcut, never a second source of truth.
 
-use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+use ndarray::{ArrayD, Dimension, IxDyn, ShapeBuilder};
 use ndarray_npy::{ReadableElement, WritableElement};
 
 mod sealed {
@@ -59,7 +59,8 @@ npy_element!(u8, "u1");
 pub(crate) struct Header<'a> {
     pub descr: &'a str,
     pub fortran: bool,
-    pub shape: Vec<usize>,
+    /// ndarray's dynamic shape, which holds up to four dimensions without allocating.
+    pub shape: IxDyn,
     pub data_at: usize,
 }
 
@@ -76,7 +77,10 @@ pub(crate) fn parse_header(b: &[u8]) -> Option<Header<'_>> {
     let raw = b.get(start..start.checked_add(len)?)?;
     let (descr, fortran, shape) = match canonical(raw) {
         Some(dict) => dict,
-        None => general(std::str::from_utf8(raw).ok()?)?,
+        None => {
+            let (descr, fortran, shape) = general(std::str::from_utf8(raw).ok()?)?;
+            (descr, fortran, IxDyn(&shape))
+        }
     };
     Some(Header {
         descr,
@@ -112,7 +116,7 @@ fn general(text: &str) -> Option<(&str, bool, Vec<usize>)> {
 /// False, 'shape': (60, 10), }` then spaces and a newline, read byte by byte; `None` for any
 /// other spelling, which the general parser then reads. Nearly every tensor on the wire takes
 /// this path, at a tenth of the general parser's cost.
-fn canonical(text: &[u8]) -> Option<(&str, bool, Vec<usize>)> {
+fn canonical(text: &[u8]) -> Option<(&str, bool, IxDyn)> {
     let rest = text.strip_prefix(b"{'descr': '")?;
     let end = rest.iter().position(|&c| c == b'\'')?;
     let descr = std::str::from_utf8(&rest[..end]).ok()?;
@@ -122,7 +126,8 @@ fn canonical(text: &[u8]) -> Option<(&str, bool, Vec<usize>)> {
         None => (true, rest.strip_prefix(b"True")?),
     };
     let mut rest = rest.strip_prefix(b", 'shape': (")?;
-    let mut shape = Vec::with_capacity(4);
+    // Up to eight dimensions on the stack (more go to the general parser).
+    let (mut shape, mut dims) = ([0usize; 8], 0);
     loop {
         let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
@@ -131,7 +136,8 @@ fn canonical(text: &[u8]) -> Option<(&str, bool, Vec<usize>)> {
         let dim = rest[..digits].iter().try_fold(0usize, |n, &c| {
             n.checked_mul(10)?.checked_add(usize::from(c - b'0'))
         })?;
-        shape.push(dim);
+        *shape.get_mut(dims)? = dim;
+        dims += 1;
         rest = &rest[digits..];
         match (rest.strip_prefix(b", "), rest.strip_prefix(b",")) {
             (Some(more), _) => rest = more,
@@ -145,7 +151,7 @@ fn canonical(text: &[u8]) -> Option<(&str, bool, Vec<usize>)> {
     let rest = rest.strip_prefix(b"), }")?;
     rest.iter()
         .all(|&c| c == b' ' || c == b'\n')
-        .then_some((descr, fortran, shape))
+        .then(|| (descr, fortran, IxDyn(&shape[..dims])))
 }
 
 /// A cursor over the dict text.
@@ -206,10 +212,7 @@ pub(crate) fn read<A: NpyElement>(b: &[u8]) -> Option<ArrayD<A>> {
         "=" => cfg!(target_endian = "little"),
         _ => return None,
     };
-    let n = h
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, d| acc.checked_mul(*d))?;
+    let n = h.shape.size_checked()?;
     let data = b.get(h.data_at..)?;
     if data.len() != n.checked_mul(A::SIZE)? {
         return None;
@@ -220,7 +223,7 @@ pub(crate) fn read<A: NpyElement>(b: &[u8]) -> Option<ArrayD<A>> {
         let decode = if little { A::from_le } else { A::from_be };
         data.chunks_exact(A::SIZE).map(decode).collect()
     };
-    ArrayD::from_shape_vec(IxDyn(&h.shape).set_f(h.fortran), v).ok()
+    ArrayD::from_shape_vec(h.shape.set_f(h.fortran), v).ok()
 }
 
 /// The elements' bytes in native order, without copying.
@@ -266,7 +269,7 @@ mod tests {
             Header {
                 descr: "<f4",
                 fortran: true,
-                shape: vec![2, 3],
+                shape: IxDyn(&[2, 3]),
                 data_at: b.len()
             }
         );
@@ -289,7 +292,12 @@ mod tests {
             let text = std::str::from_utf8(&b[10..]).unwrap();
             assert_eq!(canonical(&b[10..]).is_some(), i < 4, "{text}");
             let h = parse_header(&b).unwrap();
-            assert_eq!(general(text), Some((h.descr, h.fortran, h.shape)), "{text}");
+            let (descr, fortran, shape) = general(text).unwrap();
+            assert_eq!(
+                (descr, fortran, &shape[..]),
+                (h.descr, h.fortran, h.shape.slice()),
+                "{text}"
+            );
         }
     }
 
@@ -301,7 +309,7 @@ mod tests {
             let nd = crate::fed_learn::numproto::ndarray_to_proto(&a);
             let len = usize::from(u16::from_le_bytes([nd.ndarray[8], nd.ndarray[9]]));
             let dict = canonical(&nd.ndarray[10..10 + len]);
-            assert_eq!(dict, Some(("<f4", false, shape.to_vec())));
+            assert_eq!(dict, Some(("<f4", false, IxDyn(shape))));
         }
     }
 

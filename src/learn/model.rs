@@ -90,20 +90,21 @@ impl Params {
         }
     }
 
-    /// Decodes a `ModelData`, checking names and shapes against `like`.
-    pub fn from_model_data(md: &ModelData, like: &Params) -> Result<Params, ParamsError> {
+    /// Decodes a `ModelData`, checking names and shapes against `like`. It takes the
+    /// `ModelData` (every caller is done with it) so the names move rather than being copied.
+    pub fn from_model_data(md: ModelData, like: &Params) -> Result<Params, ParamsError> {
         let describe = |it: &mut dyn Iterator<Item = (&String, Vec<usize>)>| {
             it.map(|(k, s)| format!("{k}{s:?}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
         let mut out = Vec::with_capacity(like.0.len());
-        for (name, nd) in &md.params {
-            let a = proto_to_ndarray::<f32>(nd).map_err(|source| ParamsError::Tensor {
-                name: name.clone(),
-                source,
-            })?;
-            out.push((name.clone(), a));
+        // Taken by value, so the names move into the result rather than being copied.
+        for (name, nd) in md.params {
+            match proto_to_ndarray::<f32>(&nd) {
+                Ok(a) => out.push((name, a)),
+                Err(source) => return Err(ParamsError::Tensor { name, source }),
+            }
         }
         let same = out.len() == like.0.len()
             && out
@@ -405,9 +406,9 @@ mod tests {
     fn model_data_round_trip_checks_shapes() {
         let p = ModelKind::Mlp { hidden: 4 }.init(3, 2, &mut rng::stream(1, "init", 0, 0));
         let md = p.to_model_data();
-        assert_eq!(Params::from_model_data(&md, &p).unwrap(), p);
+        assert_eq!(Params::from_model_data(md.clone(), &p).unwrap(), p);
         let other = ModelKind::Softmax.init(3, 2, &mut rng::stream(1, "init", 0, 0));
-        let err = Params::from_model_data(&md, &other).unwrap_err();
+        let err = Params::from_model_data(md, &other).unwrap_err();
         assert!(
             err.to_string().contains("expected tensors W[3, 2], b[2]"),
             "{err}"

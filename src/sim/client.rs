@@ -622,7 +622,7 @@ fn train(
     let md = chain
         .decode(model)
         .map_err(|e| Failed::Transform(e.to_string()))?;
-    let global = Params::from_model_data(&md, &common.template)
+    let global = Params::from_model_data(md, &common.template)
         .map_err(|e| Failed::Tensors(e.to_string()))?;
     let data = common.data.get(id);
     let start = Net::from_params(&global);

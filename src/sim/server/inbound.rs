@@ -88,7 +88,7 @@ impl Decoder {
             .chain
             .decode(md.unwrap_or_default())
             .map_err(|e| e.to_string())?;
-        Params::from_model_data(&md, &self.template).map_err(|e| e.to_string())
+        Params::from_model_data(md, &self.template).map_err(|e| e.to_string())
     }
 }
 
