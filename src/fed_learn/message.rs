@@ -82,12 +82,12 @@ impl MessageIds {
 
     /// A fresh id in the 8-4-4-4-12 hex form of a version-4 UUID.
     pub fn next_id(&mut self) -> String {
-        self.next().as_str().to_owned()
+        self.draw().as_str().to_owned()
     }
 
     /// [`MessageIds::next_id`] held in place, for a sender that writes it straight into a
     /// frame (one allocation fewer per message).
-    pub fn next(&mut self) -> MessageId {
+    pub fn draw(&mut self) -> MessageId {
         let mut b = [0u8; 16];
         self.rng.fill_bytes(&mut b);
         b[6] = (b[6] & 0x0f) | 0x40;
@@ -107,7 +107,7 @@ impl MessageIds {
     }
 }
 
-/// A message id from [`MessageIds::next`]: 36 ASCII bytes on the stack.
+/// A message id from [`MessageIds::draw`]: 36 ASCII bytes on the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageId([u8; 36]);
 

@@ -200,30 +200,58 @@ impl<'a> Dict<'a> {
 /// Decodes `b` as an array of `A` if it is a well-formed numpy file of that dtype; `None`
 /// sends the caller to the full reader.
 pub(crate) fn read<A: NpyElement>(b: &[u8]) -> Option<ArrayD<A>> {
-    let h = parse_header(b)?;
-    let (order, kind) = h.descr.split_at(1);
-    if kind != A::KIND {
-        return None;
-    }
-    let little = match order {
-        "<" => true,
-        ">" => false,
-        "|" if A::SIZE == 1 => true,
-        "=" => cfg!(target_endian = "little"),
-        _ => return None,
-    };
+    let (h, data) = header_and_data::<A>(b)?;
     let n = h.shape.size_checked()?;
-    let data = b.get(h.data_at..)?;
-    if data.len() != n.checked_mul(A::SIZE)? {
-        return None;
-    }
-    let v = if little == cfg!(target_endian = "little") {
-        native_copy::<A>(data, n)
+    let v = if byte_order::<A>(h.descr)? == cfg!(target_endian = "little") {
+        let mut v = Vec::new();
+        native_copy_into(data, n, &mut v);
+        v
     } else {
-        let decode = if little { A::from_le } else { A::from_be };
+        let decode = if cfg!(target_endian = "little") {
+            A::from_be
+        } else {
+            A::from_le
+        };
         data.chunks_exact(A::SIZE).map(decode).collect()
     };
     ArrayD::from_shape_vec(h.shape.set_f(h.fortran), v).ok()
+}
+
+/// [`read`] for a C-order array of exactly `shape` in the machine's byte order (what fedsim
+/// writes): its elements, in memory order, replace `out`'s, and no array is built. `None` for
+/// anything else (`out` then holds nothing of use), which the caller leaves to [`read`].
+pub(crate) fn read_into<A: NpyElement>(b: &[u8], shape: &[usize], out: &mut Vec<A>) -> Option<()> {
+    let (h, data) = header_and_data::<A>(b)?;
+    let native = byte_order::<A>(h.descr)? == cfg!(target_endian = "little");
+    (native && !h.fortran && h.shape.slice() == shape).then(|| {
+        native_copy_into(data, data.len() / A::SIZE, out);
+    })
+}
+
+/// The header of `b` and its data bytes, if `b` is a numpy file of `A` whose data is exactly
+/// as long as its shape says.
+fn header_and_data<A: NpyElement>(b: &[u8]) -> Option<(Header<'_>, &[u8])> {
+    let h = parse_header(b)?;
+    byte_order::<A>(h.descr)?;
+    let n = h.shape.size_checked()?;
+    let data = b.get(h.data_at..)?;
+    (data.len() == n.checked_mul(A::SIZE)?).then_some((h, data))
+}
+
+/// For a descr of `A`'s dtype, whether its bytes are little-endian; `None` for another dtype
+/// or an unknown byte order.
+fn byte_order<A: NpyElement>(descr: &str) -> Option<bool> {
+    let (order, kind) = descr.split_at_checked(1)?;
+    if kind != A::KIND {
+        return None;
+    }
+    match order {
+        "<" => Some(true),
+        ">" => Some(false),
+        "|" if A::SIZE == 1 => Some(true),
+        "=" => Some(cfg!(target_endian = "little")),
+        _ => None,
+    }
 }
 
 /// The elements' bytes in native order, without copying.
@@ -233,19 +261,21 @@ pub(crate) fn native_bytes<A: NpyElement>(data: &[A]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
 }
 
-/// Copies `n` native-order elements out of `data` (exactly `n * A::SIZE` bytes) in one memcpy.
-fn native_copy<A: NpyElement>(data: &[u8], n: usize) -> Vec<A> {
-    debug_assert_eq!(data.len(), n * A::SIZE);
+/// Copies `n` native-order elements out of `data` (exactly `n * A::SIZE` bytes) into `v`,
+/// replacing its contents, in one memcpy.
+fn native_copy_into<A: NpyElement>(data: &[u8], n: usize, v: &mut Vec<A>) {
+    assert_eq!(data.len(), n * A::SIZE);
     debug_assert_eq!(std::mem::size_of::<A>(), A::SIZE);
-    let mut v: Vec<A> = Vec::with_capacity(n);
+    v.clear();
+    v.reserve(n);
     // SAFETY: `NpyElement` is implemented only for f32, f64, i32, i64 and u8, for which every
-    // bit pattern is a valid value; `v` has room for `n` elements, `data` holds exactly
-    // `n * size_of::<A>()` bytes in native order, and the two buffers cannot overlap.
+    // bit pattern is a valid value; `v` is empty with room for `n` elements, `data` holds
+    // exactly `n * size_of::<A>()` bytes in native order (asserted), and the two buffers
+    // cannot overlap.
     unsafe {
         std::ptr::copy_nonoverlapping(data.as_ptr(), v.as_mut_ptr().cast::<u8>(), data.len());
         v.set_len(n);
     }
-    v
 }
 
 #[cfg(test)]

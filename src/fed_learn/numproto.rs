@@ -157,6 +157,17 @@ fn npy_header(descr: &str, fortran: bool, shape: &[usize]) -> Vec<u8> {
     out
 }
 
+/// Copies `nd`'s elements into `out` (replacing its contents) if it is a C-order array of `A`
+/// of exactly `shape` in the machine's byte order, as fedsim writes them, without building an
+/// array; `None` for anything else, which [`proto_to_ndarray`] then reads or rejects.
+pub(crate) fn proto_into<A: NpyElement>(
+    nd: &NDArray,
+    shape: &[usize],
+    out: &mut Vec<A>,
+) -> Option<()> {
+    npy_fast::read_into(&nd.ndarray, shape, out)
+}
+
 /// Decodes an `NDArray` into an array of element type `A`. A dtype other than `A`'s, a
 /// truncated buffer or garbage gives an error, never a panic.
 pub fn proto_to_ndarray<A: NpyElement>(nd: &NDArray) -> Result<ArrayD<A>, NumprotoError> {

@@ -182,23 +182,25 @@ impl ModelKind {
         cfg: &TrainConfig,
         center: &Params,
     ) -> f64 {
-        let (net, loss) = self.train_net(Net::from_params(params), data, cfg, center);
+        let anchor = (cfg.prox_mu > 0.0).then(|| Net::from_params(center));
+        let (net, loss) = self.train_net(Net::from_params(params), data, cfg, anchor.as_ref());
         net.write_params(params);
         loss
     }
 
     /// [`ModelKind::train`] on a model already in the kernels' layout, which it leaves there
-    /// (so a client can encode it straight from there).
+    /// (so a client can encode it straight from there). `anchor` is FedProx's center, needed
+    /// only when `prox_mu > 0`.
     pub(crate) fn train_net(
         &self,
         mut net: Net,
         data: &Dataset,
         cfg: &TrainConfig,
-        center: &Params,
+        anchor: Option<&Net>,
     ) -> (Net, f64) {
         let n = data.len();
         let bs = cfg.batch_size.max(1);
-        let anchor = (cfg.prox_mu > 0.0).then(|| Net::from_params(center));
+        let anchor = anchor.filter(|_| cfg.prox_mu > 0.0);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         with_scratch(|scratch| {
             for _ in 0..cfg.local_epochs {
@@ -207,7 +209,7 @@ impl ModelKind {
                     let y = data.targets(start, end);
                     let batch = data.padded_rows(start..end);
                     loss_sum += net.step(batch, y, cfg.lr, scratch) * (end - start) as f64;
-                    if let Some(anchor) = &anchor {
+                    if let Some(anchor) = anchor {
                         net.pull_toward(anchor, cfg.lr * cfg.prox_mu);
                     }
                     seen += end - start;
@@ -317,8 +319,10 @@ pub fn zeros_like(p: &Params) -> Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fed_learn::ndarray_to_proto;
     use crate::learn::data::DataSpec;
     use crate::rng;
+    use ndarray::{IxDyn, ShapeBuilder};
 
     fn learns(kind: ModelKind, min_acc: f64) {
         let spec = DataSpec::w1();
@@ -339,13 +343,65 @@ mod tests {
         assert!(after.accuracy >= min_acc, "{kind:?}: {after:?}");
     }
 
+    /// A model in fedsim's own layout goes straight into a `Net`; any other spelling of the
+    /// same numbers goes through `Params` and must give the same `Net`; a model that does not
+    /// fit the template is left to `Params` to reject.
+    #[test]
+    fn models_as_fedsim_writes_them_go_straight_to_a_net_and_others_through_params() {
+        let data = DataSpec::w1().client_data(4, 1).train;
+        let kind = ModelKind::Mlp { hidden: 12 };
+        let mut p = kind.init(60, 10, &mut rng::stream(4, "init", 0, 0));
+        let center = p.clone();
+        kind.train(&mut p, &data, &TrainConfig::default(), &center);
+        let md = p.to_model_data();
+        let direct = Net::from_model_data(&md, &p).expect("fedsim's own layout");
+        let expect = p.to_model_data();
+        assert_eq!(direct.to_model_data(&p), expect);
+
+        // The same numbers as a Fortran-order array, and as big-endian bytes.
+        let w = &p.0[0].1;
+        let mut fortran = md.clone();
+        let f = ArrayD::from_shape_vec(IxDyn(w.shape()).f(), w.t().iter().copied().collect());
+        fortran
+            .params
+            .insert("fc1.W".into(), ndarray_to_proto(&f.unwrap()));
+        let mut big = md.clone();
+        let mut bytes = big.params["fc1.W"].ndarray.to_vec();
+        let at = bytes.iter().position(|&c| c == b'<').unwrap();
+        bytes[at] = b'>';
+        let start = bytes.len() - w.len() * 4;
+        bytes[start..].chunks_exact_mut(4).for_each(<[u8]>::reverse);
+        big.params.get_mut("fc1.W").unwrap().ndarray = bytes.into();
+        for other in [fortran, big] {
+            assert!(Net::from_model_data(&other, &p).is_none());
+            let via = Net::from_params(&Params::from_model_data(other, &p).unwrap());
+            assert_eq!(via.to_model_data(&p), expect);
+        }
+
+        // A tensor missing, one too many, or a shape that does not fit.
+        let mut missing = md.clone();
+        missing.params.remove("fc2.b");
+        let mut extra = md.clone();
+        extra
+            .params
+            .insert("fc3.b".into(), md.params["fc2.b"].clone());
+        let mut turned = md.clone();
+        turned
+            .params
+            .insert("fc1.W".into(), ndarray_to_proto(&w.t().to_owned()));
+        for bad in [missing, extra, turned] {
+            assert!(Net::from_model_data(&bad, &p).is_none());
+            assert!(Params::from_model_data(bad, &p).is_err());
+        }
+    }
+
     #[test]
     fn a_trained_net_encodes_to_the_bytes_of_its_tensors() {
         let data = DataSpec::w1().client_data(2, 5).train;
         for kind in [ModelKind::Softmax, ModelKind::Mlp { hidden: 20 }] {
             let start = kind.init(60, 10, &mut rng::stream(2, "init", 0, 0));
             let cfg = TrainConfig::default();
-            let (net, loss) = kind.train_net(Net::from_params(&start), &data, &cfg, &start);
+            let (net, loss) = kind.train_net(Net::from_params(&start), &data, &cfg, None);
             let mut params = start.clone();
             let same_loss = kind.train(&mut params, &data, &cfg, &start);
             assert_eq!(loss.to_bits(), same_loss.to_bits(), "{kind:?}");

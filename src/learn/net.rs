@@ -10,7 +10,7 @@ use ndarray::{ArrayD, ArrayViewMut2, Ix2};
 use super::data::{argmax, TargetsView};
 use super::kernel;
 use super::model::Params;
-use crate::fed_learn::numproto::f32_to_proto;
+use crate::fed_learn::numproto::{f32_to_proto, proto_into};
 use crate::fed_learn::pb::{ModelData, NDArray};
 
 /// One affine layer: `out = x·wtᵀ + b`.
@@ -31,6 +31,30 @@ impl Dense {
             b: b.iter().copied().collect(),
             inputs: w.nrows(),
         }
+    }
+
+    /// The layer of the tensors `w` and `b` if they are C-order f32 arrays of the shapes of
+    /// `like_w` and `like_b`: the weights read straight into the kernels' layout (through
+    /// `rows`, a buffer for the wire's layout), with no array in between.
+    fn from_protos(
+        (w, like_w): (&NDArray, &ArrayD<f32>),
+        (b, like_b): (&NDArray, &ArrayD<f32>),
+        rows: &mut Vec<f32>,
+    ) -> Option<Dense> {
+        let [k, m] = like_w.shape() else {
+            return None;
+        };
+        let (k, m, kp) = (*k, *m, kernel::padded(*k));
+        proto_into(w, like_w.shape(), rows)?;
+        let mut bias = Vec::with_capacity(m);
+        proto_into(b, like_b.shape(), &mut bias)?;
+        let mut wt = vec![0.0; m * kp];
+        kernel::transpose(rows, m, (k, m), &mut wt, kp);
+        Some(Dense {
+            wt,
+            b: bias,
+            inputs: k,
+        })
     }
 
     fn outputs(&self) -> usize {
@@ -93,6 +117,31 @@ impl Net {
             .map(|pair| Dense::from_arrays(&pair[0].1, &pair[1].1))
             .collect();
         Net { layers }
+    }
+
+    /// The layers of the wire model `md` if its tensors are exactly `like`'s (the same names,
+    /// in order, and shapes) as fedsim writes them: each read straight into the kernels'
+    /// layout. `None` for anything else, which [`Params::from_model_data`] then decodes or
+    /// rejects; where both succeed they give the same numbers.
+    ///
+    /// Why: a client turns every global model it receives into a `Net`; through [`Params`]
+    /// that was an array per tensor, built only to be transposed and dropped.
+    pub fn from_model_data(md: &ModelData, like: &Params) -> Option<Net> {
+        let names_match = md.params.len() == like.0.len()
+            && md.params.keys().zip(&like.0).all(|(n, (l, _))| n == l);
+        if !names_match || !like.0.len().is_multiple_of(2) {
+            return None;
+        }
+        let mut rows = Vec::new();
+        let layers = like
+            .0
+            .chunks_exact(2)
+            .map(|pair| {
+                let (w, b) = (md.params.get(&pair[0].0)?, md.params.get(&pair[1].0)?);
+                Dense::from_protos((w, &pair[0].1), (b, &pair[1].1), &mut rows)
+            })
+            .collect::<Option<_>>()?;
+        Some(Net { layers })
     }
 
     /// The weights as a wire model with `like`'s names and shapes (those they came from): the

@@ -138,7 +138,7 @@ impl Client {
     }
 
     fn send(&mut self, method: Method, body_type: &'static str, body: &impl prost::Message) {
-        let frame = wire::request_frame(self.ids.next(), method, body_type, body);
+        let frame = wire::request_frame(self.ids.draw(), method, body_type, body);
         self.port
             .send(Actor::Server, 0, Payload::Wire { method, frame });
     }
@@ -421,7 +421,7 @@ impl Client {
         let (common, id, client) = (self.common.clone(), self.id, self.state_msg());
         let mut chain = std::mem::take(&mut self.chain);
         let mut ids = self.ids.clone();
-        let msg_id = ids.next();
+        let msg_id = ids.draw();
         let (chain, tasked) = self
             .common
             .pool
@@ -622,19 +622,27 @@ fn train(
     let md = chain
         .decode(model)
         .map_err(|e| Failed::Transform(e.to_string()))?;
-    let global = Params::from_model_data(md, &common.template)
-        .map_err(|e| Failed::Tensors(e.to_string()))?;
+    // The model as fedsim writes it goes straight into the kernels' layout; anything else
+    // (another layout, a wrong name or shape) is decoded, or rejected, as tensors.
+    let template = &common.template;
+    let start = match Net::from_model_data(&md, template) {
+        Some(net) => net,
+        None => Params::from_model_data(md, template)
+            .map(|global| Net::from_params(&global))
+            .map_err(|e| Failed::Tensors(e.to_string()))?,
+    };
     let data = common.data.get(id);
-    let start = Net::from_params(&global);
+    let anchor = (common.training.prox_mu > 0.0).then(|| start.clone());
     let (net, loss) = common
         .model
-        .train_net(start, &data.train, &common.training, &global);
+        .train_net(start, &data.train, &common.training, anchor.as_ref());
     let n_iter = (data.train.len() * common.training.local_epochs) as i64;
-    // Encoded straight from the kernels' layout; tensors are made only for a client that
-    // keeps its model for cross-site validation.
-    let md = net.to_model_data(&global);
+    // Encoded straight from the kernels' layout (the global model has the template's names
+    // and shapes, checked above); tensors are made only for a client that keeps its model
+    // for cross-site validation.
+    let md = net.to_model_data(template);
     let params = common.keep_best.then(|| {
-        let mut params = global;
+        let mut params = template.clone();
         net.write_params(&mut params);
         params
     });
