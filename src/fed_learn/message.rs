@@ -3,8 +3,9 @@
 //! `admin.proto` bytes.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use prost::encoding::{
     decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, key_len, WireType,
 };
@@ -312,7 +313,7 @@ impl Message {
     /// of the wrong wire type, bad UTF-8, truncation) goes to prost's decoder, which gives the
     /// same message or the same error as always.
     pub fn from_bytes(bytes: Bytes) -> Result<Self, FLCommunicationError> {
-        if let Some(m) = Self::decode_shared(bytes.clone()) {
+        if let Some(m) = Self::decode_shared(&bytes) {
             return Ok(m);
         }
         let pb = pb::Message::decode(bytes)?;
@@ -330,22 +331,26 @@ impl Message {
     }
 
     /// The fast path of [`Message::from_bytes`]: `None` where prost's decoder must decide.
-    fn decode_shared(mut buf: Bytes) -> Option<Self> {
+    /// It walks the bytes as a slice and takes a counted reference to the buffer only for
+    /// what it keeps (the id, the body, any string that is not a [`KNOWN`] word): each
+    /// reference is an atomic count on a buffer that other threads also count.
+    fn decode_shared(bytes: &Bytes) -> Option<Self> {
         let mut m = Message::default();
-        while buf.has_remaining() {
-            let (tag, wire) = decode_key(&mut buf).ok()?;
+        let mut rest: &[u8] = bytes;
+        while !rest.is_empty() {
+            let (tag, wire) = decode_key(&mut rest).ok()?;
             if wire != WireType::LengthDelimited {
                 return None;
             }
-            let field = length_delimited(&mut buf)?;
+            let field = length_delimited(bytes.len(), &mut rest)?;
             // As in prost, a field seen twice keeps its last value.
             match tag {
-                1 => m.id = Text::from_utf8(field).ok()?,
-                2 => m.topic = known_or_shared(field)?,
-                3 => m.body_type = known_or_shared(field)?,
-                4 => m.body = field,
+                1 => m.id = Text::from_utf8(bytes.slice(field)).ok()?,
+                2 => m.topic = known_or_shared(bytes, field)?,
+                3 => m.body_type = known_or_shared(bytes, field)?,
+                4 => m.body = bytes.slice(field),
                 5 => {
-                    let (k, v) = header_entry(field)?;
+                    let (k, v) = header_entry(bytes, field)?;
                     m.headers.insert(k, v);
                 }
                 _ => return None,
@@ -377,11 +382,12 @@ const KNOWN: &[&str] = &[
     ReturnCode::ERROR,
 ];
 
-/// `field` as a `Text`: a static one if it is a [`KNOWN`] word, else a checked slice.
-fn known_or_shared(field: Bytes) -> Option<Text> {
-    match KNOWN.iter().find(|k| k.as_bytes() == &field[..]) {
+/// `bytes[field]` as a `Text`: a static one if it is a [`KNOWN`] word, else a checked slice.
+fn known_or_shared(bytes: &Bytes, field: Range<usize>) -> Option<Text> {
+    let v = &bytes[field.clone()];
+    match KNOWN.iter().find(|k| k.as_bytes() == v) {
         Some(k) => Some(Text::from_static(k)),
-        None => Text::from_utf8(field).ok(),
+        None => Text::from_utf8(bytes.slice(field)).ok(),
     }
 }
 
@@ -418,21 +424,27 @@ fn put_header(k: &[u8], v: &[u8], buf: &mut impl bytes::BufMut) {
     put_field(2, v, buf);
 }
 
-/// The next length-delimited field's bytes, sharing `buf`'s buffer.
-fn length_delimited(buf: &mut Bytes) -> Option<Bytes> {
-    let len = usize::try_from(decode_varint(buf).ok()?).ok()?;
-    (len <= buf.remaining()).then(|| buf.split_to(len))
+/// Where the next length-delimited field of `rest` lies in the buffer that `rest` is a piece
+/// of, given where that piece `end`s in it; moves `rest` past the field.
+fn length_delimited(end: usize, rest: &mut &[u8]) -> Option<Range<usize>> {
+    let len = usize::try_from(decode_varint(rest).ok()?).ok()?;
+    let start = end - rest.len();
+    *rest = rest.get(len..)?;
+    Some(start..start + len)
 }
 
-/// A headers map entry (key = 1, value = 2, each empty when absent, as in prost).
-fn header_entry(mut entry: Bytes) -> Option<(Text, Text)> {
+/// The headers map entry at `bytes[entry]` (key = 1, value = 2, each empty when absent, as in
+/// prost).
+fn header_entry(bytes: &Bytes, entry: Range<usize>) -> Option<(Text, Text)> {
     let (mut k, mut v) = (Text::default(), Text::default());
-    while entry.has_remaining() {
-        let (tag, wire) = decode_key(&mut entry).ok()?;
+    let mut rest = &bytes[entry.clone()];
+    while !rest.is_empty() {
+        let (tag, wire) = decode_key(&mut rest).ok()?;
         if wire != WireType::LengthDelimited {
             return None;
         }
-        let field = known_or_shared(length_delimited(&mut entry)?)?;
+        let field = length_delimited(entry.end, &mut rest)?;
+        let field = known_or_shared(bytes, field)?;
         match tag {
             1 => k = field,
             2 => v = field,
