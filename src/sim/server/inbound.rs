@@ -14,8 +14,9 @@ use bytes::Bytes;
 use super::super::pool::Pool;
 use super::super::port::{Envelope, Method, Payload};
 use super::super::wire;
+use crate::fed_learn::message::string_fields;
 use crate::fed_learn::pb;
-use crate::fed_learn::{FLCommunicationError, Message, ModelTransformer, TransformChain};
+use crate::fed_learn::{FLCommunicationError, Message, ModelTransformer, Text, TransformChain};
 use crate::learn::Params;
 
 /// A wire envelope's message, decoded.
@@ -23,8 +24,9 @@ pub(super) enum Inbound {
     /// The frame or its body did not decode: the error, as the log words it.
     Damaged(String),
     Login(Message, pb::ClientLogin),
-    /// A task request, heartbeat or quit.
-    State(Message, pb::ClientState),
+    /// A task request, heartbeat or quit, and the token of its `ClientState` (all the
+    /// server reads of it).
+    State(Message, Text),
     /// A contribution and, for a training one, its tensors decoded (or why they did not);
     /// boxed, as it is several times the size of the other variants.
     Submit(Box<Submission>),
@@ -64,8 +66,8 @@ impl Decoder {
                 Inbound::Login(msg, login)
             }
             Method::Heartbeat | Method::GetTask | Method::Quit => {
-                let state = wire::body(&msg)?;
-                Inbound::State(msg, state)
+                let token = state_token(&msg.body)?;
+                Inbound::State(msg, token)
             }
             Method::SubmitUpdate => {
                 let mut c: pb::Contribution = wire::body(&msg)?;
@@ -90,6 +92,19 @@ impl Decoder {
             .map_err(|e| e.to_string())?;
         Params::from_model_data(md, &self.template).map_err(|e| e.to_string())
     }
+}
+
+/// The token of a `ClientState` body, read in place (no `String` for it or the client id)
+/// when the body holds its three string fields only, as fedsim writes it; anything else goes
+/// through prost, which also words any error.
+fn state_token(body: &Bytes) -> Result<Text, FLCommunicationError> {
+    if let Some([_, token, _]) = string_fields::<3>(body) {
+        if let Ok(token) = Text::from_utf8(body.slice(token)) {
+            return Ok(token);
+        }
+    }
+    let state: pb::ClientState = prost::Message::decode(body.clone())?;
+    Ok(Text::from(state.token))
 }
 
 /// Fewest envelopes in a step worth decoding in the pool; fewer are decoded inline.

@@ -320,9 +320,9 @@ impl Server {
         match (method, inbound) {
             (_, Inbound::Damaged(err)) => self.on_damaged(client, method, &err),
             (_, Inbound::Login(msg, login)) => self.on_register(client, &msg.id, login),
-            (Method::Heartbeat, Inbound::State(msg, s)) => self.on_heartbeat(client, &msg.id, s),
-            (Method::GetTask, Inbound::State(msg, s)) => self.on_get_task(client, &msg.id, s),
-            (Method::Quit, Inbound::State(msg, s)) => self.on_quit(client, &msg.id, s),
+            (Method::Heartbeat, Inbound::State(msg, t)) => self.on_heartbeat(client, &msg.id, t),
+            (Method::GetTask, Inbound::State(msg, t)) => self.on_get_task(client, &msg.id, t),
+            (Method::Quit, Inbound::State(msg, t)) => self.on_quit(client, &msg.id, t),
             (_, Inbound::Submit(s)) => {
                 let s = *s;
                 self.on_submit(client, &s.msg.id, s.contribution, s.params)
@@ -408,16 +408,16 @@ impl Server {
         }
     }
 
-    fn on_heartbeat(&mut self, client: u32, req: &Text, s: pb::ClientState) {
-        if !self.check_token(client, &s.token) {
+    fn on_heartbeat(&mut self, client: u32, req: &Text, token: Text) {
+        if !self.check_token(client, &token) {
             return self.refuse(client, req, "unknown token");
         }
         self.touch(client);
         self.summary(client, req, None, false);
     }
 
-    fn on_quit(&mut self, client: u32, req: &Text, s: pb::ClientState) {
-        if !self.check_token(client, &s.token) {
+    fn on_quit(&mut self, client: u32, req: &Text, token: Text) {
+        if !self.check_token(client, &token) {
             return self.refuse(client, req, "unknown token");
         }
         self.forget(client);
@@ -646,8 +646,8 @@ impl Server {
         self.send_frame(client, Method::Task, frame);
     }
 
-    fn on_get_task(&mut self, client: u32, req: &Text, s: pb::ClientState) {
-        if !self.check_token(client, &s.token) {
+    fn on_get_task(&mut self, client: u32, req: &Text, token: Text) {
+        if !self.check_token(client, &token) {
             return self.refuse(client, req, "unknown token");
         }
         self.touch(client);
