@@ -3,6 +3,7 @@
 
 pub mod compress;
 pub mod context;
+pub mod contribution;
 pub mod encrypt;
 pub mod error;
 pub mod event;
@@ -24,6 +25,7 @@ pub mod pb {
 
 pub use compress::MessageCompressor;
 pub use context::{ApplicationContext, FLContext, Prop, Props};
+pub use contribution::ContributionRef;
 pub use encrypt::ModelEncryptor;
 pub use error::{FLAdminError, FLCommunicationError};
 pub use event::EventType;

@@ -16,7 +16,8 @@ use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{
-    EventType, Message, MessageId, MessageIds, ModelTransformer, TransformChain,
+    ContributionRef, EventType, Message, MessageId, MessageIds, ModelTransformer, Proto,
+    TransformChain,
 };
 use crate::learn::{ClientData, ModelKind, Net, Params, TrainConfig};
 use crate::rng::{self, NONE};
@@ -138,7 +139,7 @@ impl Client {
     }
 
     fn send(&mut self, method: Method, body_type: &'static str, body: &impl prost::Message) {
-        let frame = wire::request_frame(self.ids.draw(), method, body_type, body);
+        let frame = wire::request_frame(self.ids.draw(), method, body_type, Proto(body));
         self.port
             .send(Actor::Server, 0, Payload::Wire { method, frame });
     }
@@ -647,16 +648,17 @@ fn train(
         params
     });
     let frame = chain.encode(md).ok().map(|encoded| {
-        let c = pb::Contribution {
-            client: Some(client),
+        let c = ContributionRef {
+            client_id: &client.client_id,
+            token: &client.token,
             n_iter,
-            r#type: "train".into(),
-            meta_data: Some(meta),
-            data: Some(encoded),
-            task_name: "train".into(),
-            metrics: [("train_loss".to_string(), loss)].into_iter().collect(),
+            kind: "train",
+            meta: Some(&meta),
+            data: Some(&encoded),
+            task_name: "train",
+            metrics: &[("train_loss", loss)],
         };
-        wire::request_frame(msg_id, Method::SubmitUpdate, types::CONTRIBUTION, &c)
+        wire::request_frame(msg_id, Method::SubmitUpdate, types::CONTRIBUTION, c)
     });
     Ok(Trained {
         n_iter,

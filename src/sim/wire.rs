@@ -8,8 +8,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::port::Method;
 use crate::fed_learn::message::REPLY_TOPIC;
 use crate::fed_learn::{
-    Body, FLCommunicationError, Message, MessageId, MessageIds, MessageRef, MsgHeader, Proto,
-    ReturnCode, Text,
+    Body, FLCommunicationError, Message, MessageId, MessageIds, MessageRef, MsgHeader, ReturnCode,
+    Text,
 };
 
 /// The body type names written in `Message.body_type`.
@@ -52,18 +52,19 @@ fn seal(mut buf: BytesMut) -> Bytes {
     buf.freeze()
 }
 
-/// The frame of a request with the id `id` (drawn by the sender) and `body`, encoded in place.
+/// The frame of a request with the id `id` (drawn by the sender) and `body`, encoded in place
+/// (a protobuf message as [`Proto`](crate::fed_learn::Proto)).
 pub(crate) fn request_frame(
     id: MessageId,
     method: Method,
     body_type: &'static str,
-    body: &impl prost::Message,
+    body: impl Body,
 ) -> Bytes {
     frame_ref(&MessageRef {
         id: id.as_str(),
         topic: method.topic(),
         body_type,
-        body: Proto(body),
+        body,
         headers: &[],
     })
 }
@@ -124,7 +125,7 @@ pub(crate) fn body<T: prost::Message + Default>(msg: &Message) -> Result<T, FLCo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fed_learn::pb;
+    use crate::fed_learn::{pb, Proto};
     use crate::rng;
 
     fn ids() -> MessageIds {
@@ -142,7 +143,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_damage_is_caught() {
         let id = ids().draw();
-        let f = request_frame(id, Method::Register, types::LOGIN, &login());
+        let f = request_frame(id, Method::Register, types::LOGIN, Proto(&login()));
         let back = unframe(f.clone()).unwrap();
         assert_eq!(back.id.as_str(), id.as_str());
         assert_eq!(back.topic.as_str(), Method::Register.topic());
@@ -167,7 +168,7 @@ mod tests {
             types::LOGIN,
             prost::Message::encode_to_vec(&body),
         );
-        let framed = request_frame(id, Method::Register, types::LOGIN, &body);
+        let framed = request_frame(id, Method::Register, types::LOGIN, Proto(&body));
         assert_eq!(framed, frame(&whole));
         // An empty body is left out, as prost leaves out an empty field.
         let empty = pb::ClientState::default();
@@ -177,7 +178,7 @@ mod tests {
             types::STATE,
             vec![],
         );
-        let framed = request_frame(id, Method::GetTask, types::STATE, &empty);
+        let framed = request_frame(id, Method::GetTask, types::STATE, Proto(&empty));
         assert_eq!(framed, frame(&whole));
         // A reply draws its id and carries both headers, in the map's order.
         let req = Text::from("a-request-id");

@@ -1,0 +1,264 @@
+//! A `Contribution` encoded from borrowed parts, straight into the frame that carries it.
+//!
+//! Why: a client's training contribution was built as a `pb::Contribution` only to be encoded
+//! and dropped: a `String` for each of its words, a map for its one metric, and, for each
+//! tensor, a counted reference to the tensor's bytes that prost's encoder takes and drops
+//! again (the first one allocating, as the buffer becomes shared). [`ContributionRef`] writes
+//! the same bytes as prost from what the client already holds. A test compares the two.
+
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::Message as _;
+
+use super::message::Body;
+use super::pb;
+
+/// A `Contribution`'s fields, borrowed. Encodes, as a [`Body`], to the bytes of the
+/// `pb::Contribution` with the same values (whose `client` is always set).
+pub struct ContributionRef<'a> {
+    /// The `client` state's `client_id`.
+    pub client_id: &'a str,
+    /// The `client` state's `token` (its `status` is empty).
+    pub token: &'a str,
+    /// Local iterations behind the update.
+    pub n_iter: i64,
+    /// The `type` field: `"train"`, `"best_model"` or `"validation"`.
+    pub kind: &'a str,
+    /// The round's meta data, as the task stamped it.
+    pub meta: Option<&'a pb::MetaData>,
+    /// The model.
+    pub data: Option<&'a pb::ModelData>,
+    /// The task this answers.
+    pub task_name: &'a str,
+    /// Metrics by name, in name order and each name once (as a map holds them).
+    pub metrics: &'a [(&'a str, f64)],
+}
+
+impl Body for ContributionRef<'_> {
+    fn encoded_len(&self) -> usize {
+        let client = self.client_len();
+        let data = self.data.map_or(0, |md| {
+            let len = model_data_len(md);
+            key_len(5) + encoded_len_varint(len as u64) + len
+        });
+        key_len(1)
+            + encoded_len_varint(client as u64)
+            + client
+            + if self.n_iter == 0 {
+                0
+            } else {
+                key_len(2) + encoded_len_varint(self.n_iter as u64)
+            }
+            + str_len(3, self.kind)
+            + self.meta.map_or(0, |m| {
+                let len = m.encoded_len();
+                key_len(4) + encoded_len_varint(len as u64) + len
+            })
+            + data
+            + str_len(6, self.task_name)
+            + self
+                .metrics
+                .iter()
+                .map(|(k, v)| {
+                    let len = metric_len(k, *v);
+                    key_len(7) + encoded_len_varint(len as u64) + len
+                })
+                .sum::<usize>()
+    }
+
+    fn put(&self, buf: &mut impl bytes::BufMut) {
+        encode_key(1, WireType::LengthDelimited, buf);
+        encode_varint(self.client_len() as u64, buf);
+        put_str(1, self.client_id, buf);
+        put_str(2, self.token, buf);
+        if self.n_iter != 0 {
+            encode_key(2, WireType::Varint, buf);
+            encode_varint(self.n_iter as u64, buf);
+        }
+        put_str(3, self.kind, buf);
+        if let Some(m) = self.meta {
+            encode_key(4, WireType::LengthDelimited, buf);
+            encode_varint(m.encoded_len() as u64, buf);
+            m.encode_raw(buf);
+        }
+        if let Some(md) = self.data {
+            encode_key(5, WireType::LengthDelimited, buf);
+            encode_varint(model_data_len(md) as u64, buf);
+            put_model_data(md, buf);
+        }
+        put_str(6, self.task_name, buf);
+        for (k, v) in self.metrics {
+            encode_key(7, WireType::LengthDelimited, buf);
+            encode_varint(metric_len(k, *v) as u64, buf);
+            put_str(1, k, buf);
+            if *v != 0.0 {
+                encode_key(2, WireType::SixtyFourBit, buf);
+                buf.put_f64_le(*v);
+            }
+        }
+    }
+}
+
+impl ContributionRef<'_> {
+    /// The length of the `client` state's fields.
+    fn client_len(&self) -> usize {
+        str_len(1, self.client_id) + str_len(2, self.token)
+    }
+}
+
+/// A length-delimited field of `len` bytes: its key, its length and the bytes; 0 when empty
+/// (proto3 leaves an empty field out).
+fn delimited_len(tag: u32, len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(len as u64) + len
+    }
+}
+
+fn str_len(tag: u32, s: &str) -> usize {
+    delimited_len(tag, s.len())
+}
+
+fn put_str(tag: u32, s: &str, buf: &mut impl bytes::BufMut) {
+    put_bytes(tag, s.as_bytes(), buf);
+}
+
+fn put_bytes(tag: u32, b: &[u8], buf: &mut impl bytes::BufMut) {
+    if !b.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(b.len() as u64, buf);
+        buf.put_slice(b);
+    }
+}
+
+/// A metrics map entry's length: the name, and the value unless it is 0 (prost leaves a
+/// map entry's default key or value out; `-0.0 == 0.0` is left out too).
+fn metric_len(k: &str, v: f64) -> usize {
+    str_len(1, k) + if v != 0.0 { key_len(2) + 8 } else { 0 }
+}
+
+/// An `NDArray`'s length: its one bytes field.
+fn tensor_len(t: &pb::NDArray) -> usize {
+    delimited_len(1, t.ndarray.len())
+}
+
+/// A `ModelData`'s length: one map entry per tensor, each with the name and the `NDArray`
+/// (left out when it is empty, the default).
+fn model_data_len(md: &pb::ModelData) -> usize {
+    md.params
+        .iter()
+        .map(|(k, t)| {
+            let len = str_len(1, k) + delimited_len(2, tensor_len(t));
+            key_len(1) + encoded_len_varint(len as u64) + len
+        })
+        .sum()
+}
+
+/// Writes a `ModelData`'s fields, each tensor's bytes copied in place.
+fn put_model_data(md: &pb::ModelData, buf: &mut impl bytes::BufMut) {
+    for (k, t) in &md.params {
+        let tensor = tensor_len(t);
+        encode_key(1, WireType::LengthDelimited, buf);
+        encode_varint((str_len(1, k) + delimited_len(2, tensor)) as u64, buf);
+        put_str(1, k, buf);
+        if tensor > 0 {
+            encode_key(2, WireType::LengthDelimited, buf);
+            encode_varint(tensor as u64, buf);
+            put_bytes(1, &t.ndarray, buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn encoded(c: &ContributionRef) -> Vec<u8> {
+        let mut out = Vec::new();
+        c.put(&mut out);
+        assert_eq!(out.len(), c.encoded_len());
+        out
+    }
+
+    fn prost_of(c: &ContributionRef) -> Vec<u8> {
+        pb::Contribution {
+            client: Some(pb::ClientState {
+                client_id: c.client_id.into(),
+                token: c.token.into(),
+                status: String::new(),
+            }),
+            n_iter: c.n_iter,
+            r#type: c.kind.into(),
+            meta_data: c.meta.cloned(),
+            data: c.data.cloned(),
+            task_name: c.task_name.into(),
+            metrics: c.metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn the_bytes_are_prosts_for_the_same_contribution() {
+        let meta = pb::MetaData {
+            current_round: 3,
+            num_rounds: 20,
+            ..Default::default()
+        };
+        let tensor = |b: &'static [u8]| pb::NDArray {
+            ndarray: Bytes::from_static(b),
+        };
+        let mut md = pb::ModelData::default();
+        md.params.insert("W".into(), tensor(&[1; 300]));
+        md.params.insert("b".into(), tensor(b"bias"));
+        let mut odd = md.clone();
+        odd.params.insert(String::new(), tensor(b"no name"));
+        odd.params.insert("empty".into(), tensor(b""));
+        let empty = pb::ModelData::default();
+        let base = ContributionRef {
+            client_id: "client-0007",
+            token: "a-token",
+            n_iter: 64,
+            kind: "train",
+            meta: Some(&meta),
+            data: Some(&md),
+            task_name: "train",
+            metrics: &[("train_loss", 1.25)],
+        };
+        let cases = [
+            ContributionRef { ..base },
+            ContributionRef {
+                token: "",
+                n_iter: 0,
+                metrics: &[("train_loss", 0.0)],
+                ..base
+            },
+            ContributionRef {
+                n_iter: -5,
+                metrics: &[("", 2.0), ("a", -0.0), ("b", f64::NAN)],
+                ..base
+            },
+            ContributionRef {
+                client_id: "",
+                kind: "",
+                meta: None,
+                data: None,
+                task_name: "",
+                metrics: &[],
+                ..base
+            },
+            ContributionRef {
+                meta: Some(&pb::MetaData::default()),
+                data: Some(&empty),
+                ..base
+            },
+            ContributionRef {
+                data: Some(&odd),
+                ..base
+            },
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            assert_eq!(encoded(c), prost_of(c), "case {i}");
+        }
+    }
+}
