@@ -433,27 +433,6 @@ fn length_delimited(end: usize, rest: &mut &[u8]) -> Option<Range<usize>> {
     Some(start..start + len)
 }
 
-/// Where the fields of a protobuf message made only of the string fields `1..=N` lie in
-/// `bytes` (an absent field is the empty range at 0): a reader can then take a counted
-/// reference to just the one it needs. `None` for anything else (another field, a bad length,
-/// a string that is not UTF-8), for prost to decode or reject. As in prost, a field seen
-/// twice keeps its last value.
-pub(crate) fn string_fields<const N: usize>(bytes: &[u8]) -> Option<[Range<usize>; N]> {
-    let mut fields = std::array::from_fn(|_| 0..0);
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (tag, wire) = decode_key(&mut rest).ok()?;
-        let slot = usize::try_from(tag).ok()?.checked_sub(1)?;
-        if wire != WireType::LengthDelimited || slot >= N {
-            return None;
-        }
-        let field = length_delimited(bytes.len(), &mut rest)?;
-        std::str::from_utf8(&bytes[field.clone()]).ok()?;
-        fields[slot] = field;
-    }
-    Some(fields)
-}
-
 /// The headers map entry at `bytes[entry]` (key = 1, value = 2, each empty when absent, as in
 /// prost).
 fn header_entry(bytes: &Bytes, entry: Range<usize>) -> Option<(Text, Text)> {
@@ -618,47 +597,6 @@ mod tests {
         let mut short = generated(&[]).encode_to_vec();
         short.truncate(short.len() - 1);
         assert!(Message::from_bytes(short.into()).is_err());
-    }
-
-    #[test]
-    fn string_fields_are_found_where_prost_finds_them_or_left_to_prost() {
-        let state = |id: &str, token: &str| pb::ClientState {
-            client_id: id.into(),
-            token: token.into(),
-            status: String::new(),
-        };
-        let read = |b: &[u8]| {
-            string_fields::<3>(b).map(|f| f.map(|r| std::str::from_utf8(&b[r]).unwrap().to_owned()))
-        };
-        for s in [
-            state("client-0001", "tok"),
-            state("", "t"),
-            state("c", ""),
-            state("", ""),
-        ] {
-            let b = s.encode_to_vec();
-            let [id, token, status] = read(&b).unwrap();
-            assert_eq!((id, token, status), (s.client_id, s.token, s.status));
-        }
-        // A field seen twice keeps its last value, as in prost.
-        let mut twice = state("a", "first").encode_to_vec();
-        twice.extend(state("", "second").encode_to_vec());
-        assert_eq!(read(&twice).unwrap()[1], "second");
-        // Anything else is prost's to decode or reject.
-        let mut unknown = state("a", "b").encode_to_vec();
-        unknown.extend_from_slice(&[9 << 3, 1]);
-        let mut bad = state("a", "b").encode_to_vec();
-        *bad.last_mut().unwrap() = 0xff;
-        let mut short = state("a", "b").encode_to_vec();
-        short.pop();
-        let int = pb::ClientLogin {
-            num_samples: 3,
-            ..Default::default()
-        }
-        .encode_to_vec();
-        for b in [unknown, bad, short, int] {
-            assert_eq!(read(&b), None, "{b:?}");
-        }
     }
 
     #[test]

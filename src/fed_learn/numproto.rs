@@ -157,15 +157,12 @@ fn npy_header(descr: &str, fortran: bool, shape: &[usize]) -> Vec<u8> {
     out
 }
 
-/// Copies `nd`'s elements into `out` (replacing its contents) if it is a C-order array of `A`
-/// of exactly `shape` in the machine's byte order, as fedsim writes them, without building an
-/// array; `None` for anything else, which [`proto_to_ndarray`] then reads or rejects.
-pub(crate) fn proto_into<A: NpyElement>(
-    nd: &NDArray,
-    shape: &[usize],
-    out: &mut Vec<A>,
-) -> Option<()> {
-    npy_fast::read_into(&nd.ndarray, shape, out)
+/// Copies the elements of the .npy file `npy` (an `NDArray`'s bytes) into `out` (replacing
+/// its contents) if it is a C-order array of `A` of exactly `shape` in the machine's byte
+/// order, as fedsim writes them, without building an array; `None` for anything else, which
+/// [`proto_to_ndarray`] then reads or rejects.
+pub(crate) fn npy_into<A: NpyElement>(npy: &[u8], shape: &[usize], out: &mut Vec<A>) -> Option<()> {
+    npy_fast::read_into(npy, shape, out)
 }
 
 /// Decodes an `NDArray` into an array of element type `A`. A dtype other than `A`'s, a

@@ -10,7 +10,7 @@ use ndarray::{ArrayD, ArrayViewMut2, Ix2};
 use super::data::{argmax, TargetsView};
 use super::kernel;
 use super::model::Params;
-use crate::fed_learn::numproto::{f32_to_proto, proto_into};
+use crate::fed_learn::numproto::{f32_to_proto, npy_into};
 use crate::fed_learn::pb::{ModelData, NDArray};
 
 /// One affine layer: `out = x·wtᵀ + b`.
@@ -33,21 +33,21 @@ impl Dense {
         }
     }
 
-    /// The layer of the tensors `w` and `b` if they are C-order f32 arrays of the shapes of
-    /// `like_w` and `like_b`: the weights read straight into the kernels' layout (through
+    /// The layer of the .npy files `w` and `b` if they are C-order f32 arrays of the shapes
+    /// of `like_w` and `like_b`: the weights read straight into the kernels' layout (through
     /// `rows`, a buffer for the wire's layout), with no array in between.
-    fn from_protos(
-        (w, like_w): (&NDArray, &ArrayD<f32>),
-        (b, like_b): (&NDArray, &ArrayD<f32>),
+    fn from_npy(
+        (w, like_w): (&[u8], &ArrayD<f32>),
+        (b, like_b): (&[u8], &ArrayD<f32>),
         rows: &mut Vec<f32>,
     ) -> Option<Dense> {
         let [k, m] = like_w.shape() else {
             return None;
         };
         let (k, m, kp) = (*k, *m, kernel::padded(*k));
-        proto_into(w, like_w.shape(), rows)?;
+        npy_into(w, like_w.shape(), rows)?;
         let mut bias = Vec::with_capacity(m);
-        proto_into(b, like_b.shape(), &mut bias)?;
+        npy_into(b, like_b.shape(), &mut bias)?;
         let mut wt = vec![0.0; m * kp];
         kernel::transpose(rows, m, (k, m), &mut wt, kp);
         Some(Dense {
@@ -127,20 +127,26 @@ impl Net {
     /// Why: a client turns every global model it receives into a `Net`; through [`Params`]
     /// that was an array per tensor, built only to be transposed and dropped.
     pub fn from_model_data(md: &ModelData, like: &Params) -> Option<Net> {
-        let names_match = md.params.len() == like.0.len()
-            && md.params.keys().zip(&like.0).all(|(n, (l, _))| n == l);
-        if !names_match || !like.0.len().is_multiple_of(2) {
+        let tensors = md.params.iter().map(|(k, t)| (k.as_str(), &t.ndarray[..]));
+        Net::from_npy(tensors, like)
+    }
+
+    /// [`Net::from_model_data`] for a model's tensors given as (name, .npy bytes) in name
+    /// order, wherever they lie (in a received frame, say).
+    pub fn from_npy<'a>(
+        tensors: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
+        like: &Params,
+    ) -> Option<Net> {
+        if tensors.len() != like.0.len() || !like.0.len().is_multiple_of(2) {
             return None;
         }
-        let mut rows = Vec::new();
-        let layers = like
-            .0
-            .chunks_exact(2)
-            .map(|pair| {
-                let (w, b) = (md.params.get(&pair[0].0)?, md.params.get(&pair[1].0)?);
-                Dense::from_protos((w, &pair[0].1), (b, &pair[1].1), &mut rows)
-            })
-            .collect::<Option<_>>()?;
+        let mut pairs = tensors.zip(&like.0);
+        let (mut layers, mut rows) = (Vec::with_capacity(like.0.len() / 2), Vec::new());
+        while let (Some(w), Some(b)) = (pairs.next(), pairs.next()) {
+            let [((w_name, w), (w_want, like_w)), ((b_name, b), (b_want, like_b))] = [w, b];
+            (w_name == w_want && b_name == b_want).then_some(())?;
+            layers.push(Dense::from_npy((w, like_w), (b, like_b), &mut rows)?);
+        }
         Some(Net { layers })
     }
 

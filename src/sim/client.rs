@@ -15,6 +15,7 @@ use super::pool::Pool;
 use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
+use crate::fed_learn::view;
 use crate::fed_learn::{
     ContributionRef, EventType, Message, MessageId, MessageIds, ModelTransformer, Proto,
     TransformChain,
@@ -593,16 +594,22 @@ fn local_update(
     }
     let body = msg.body;
     let bytes = body.len();
-    let Ok(task) = <pb::CurrentTask as prost::Message>::decode(body) else {
-        return Tasked::Corrupt;
+    let (meta, start) = match plain_training_task(common, chain, &body) {
+        Some(task) => task,
+        None => {
+            let Ok(task) = <pb::CurrentTask as prost::Message>::decode(body) else {
+                return Tasked::Corrupt;
+            };
+            if task.task_name != "train" {
+                return Tasked::Other(task);
+            }
+            let meta = task.meta_data.unwrap_or_default();
+            let start = global_net(common, chain, task.data.unwrap_or_default());
+            (meta, start)
+        }
     };
-    if task.task_name != "train" {
-        return Tasked::Other(task);
-    }
-    let meta = task.meta_data.unwrap_or_default();
     let round = meta.current_round.max(0) as u32;
-    let model = task.data.unwrap_or_default();
-    let outcome = train(common, id, chain, msg_id, model, client, meta);
+    let outcome = start.and_then(|start| train(common, id, chain, msg_id, start, client, meta));
     Tasked::Train {
         round,
         bytes,
@@ -610,28 +617,57 @@ fn local_update(
     }
 }
 
-/// Trains on the global model `model` and frames the contribution, stamped with `meta`.
+/// A training task as fedsim writes it, with no transformers to undo: its meta data and the
+/// global model, read in place straight into the kernels' layout. `None` for anything else,
+/// which goes through prost (and, for the model, [`global_net`]).
+fn plain_training_task(
+    common: &ClientCommon,
+    chain: &TransformChain,
+    body: &[u8],
+) -> Option<(pb::MetaData, Result<Net, Failed>)> {
+    if !chain.is_empty() {
+        return None;
+    }
+    let task = view::current_task(body)?;
+    if &body[task.task_name] != b"train" {
+        return None;
+    }
+    let tensors = view::model_tensors(body, task.data?)?;
+    let start = Net::from_npy(tensors.iter(body), &common.template)?;
+    Some((task.meta.unwrap_or_default(), Ok(start)))
+}
+
+/// The global model `model` as a `Net`, once the chain's transformers are undone. A model in
+/// fedsim's own layout goes straight into the kernels' layout; anything else (another
+/// layout, a wrong name or shape) is decoded, or rejected, as tensors.
+fn global_net(
+    common: &ClientCommon,
+    chain: &TransformChain,
+    model: ModelData,
+) -> Result<Net, Failed> {
+    let md = chain
+        .decode(model)
+        .map_err(|e| Failed::Transform(e.to_string()))?;
+    let template = &common.template;
+    match Net::from_model_data(&md, template) {
+        Some(net) => Ok(net),
+        None => Params::from_model_data(md, template)
+            .map(|global| Net::from_params(&global))
+            .map_err(|e| Failed::Tensors(e.to_string())),
+    }
+}
+
+/// Trains the global model `start` and frames the contribution, stamped with `meta`.
 fn train(
     common: &ClientCommon,
     id: u32,
     chain: &mut TransformChain,
     msg_id: MessageId,
-    model: ModelData,
+    start: Net,
     client: pb::ClientState,
     meta: pb::MetaData,
 ) -> Result<Trained, Failed> {
-    let md = chain
-        .decode(model)
-        .map_err(|e| Failed::Transform(e.to_string()))?;
-    // The model as fedsim writes it goes straight into the kernels' layout; anything else
-    // (another layout, a wrong name or shape) is decoded, or rejected, as tensors.
     let template = &common.template;
-    let start = match Net::from_model_data(&md, template) {
-        Some(net) => net,
-        None => Params::from_model_data(md, template)
-            .map(|global| Net::from_params(&global))
-            .map_err(|e| Failed::Tensors(e.to_string()))?,
-    };
     let data = common.data.get(id);
     let anchor = (common.training.prox_mu > 0.0).then(|| start.clone());
     let (net, loss) = common

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use super::super::pool::Pool;
 use super::super::port::{Envelope, Method, Payload};
 use super::super::wire;
-use crate::fed_learn::message::string_fields;
 use crate::fed_learn::pb;
+use crate::fed_learn::view::string_fields;
 use crate::fed_learn::{FLCommunicationError, Message, ModelTransformer, Text, TransformChain};
 use crate::learn::Params;
 
