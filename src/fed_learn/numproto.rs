@@ -165,6 +165,13 @@ pub(crate) fn npy_into<A: NpyElement>(npy: &[u8], shape: &[usize], out: &mut Vec
     npy_fast::read_into(npy, shape, out)
 }
 
+/// The array in the .npy file `npy` (an `NDArray`'s bytes) when it is a well-formed numpy
+/// file of `A` in numpy's own header layout (what [`proto_to_ndarray`] reads first); `None`
+/// for anything else, which `proto_to_ndarray` then reads or rejects.
+pub(crate) fn npy_to_ndarray<A: NpyElement>(npy: &[u8]) -> Option<ArrayD<A>> {
+    npy_fast::read(npy)
+}
+
 /// Decodes an `NDArray` into an array of element type `A`. A dtype other than `A`'s, a
 /// truncated buffer or garbage gives an error, never a panic.
 pub fn proto_to_ndarray<A: NpyElement>(nd: &NDArray) -> Result<ArrayD<A>, NumprotoError> {

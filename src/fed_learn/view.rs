@@ -22,6 +22,8 @@ enum Field {
     Delimited(Range<usize>),
     /// A varint.
     Varint(u64),
+    /// Eight bytes (a double).
+    Fixed64(u64),
 }
 
 /// Calls `f` with each field of the message at `bytes[at]`, in order; `None` at the first
@@ -32,6 +34,11 @@ fn walk(bytes: &[u8], at: Range<usize>, mut f: impl FnMut(u32, Field) -> Option<
         let (tag, wire) = decode_key(&mut rest).ok()?;
         let field = match wire {
             WireType::Varint => Field::Varint(decode_varint(&mut rest).ok()?),
+            WireType::SixtyFourBit => {
+                let (word, tail) = rest.split_first_chunk::<8>()?;
+                rest = tail;
+                Field::Fixed64(u64::from_le_bytes(*word))
+            }
             WireType::LengthDelimited => {
                 let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
                 let start = at.end - rest.len();
@@ -168,6 +175,90 @@ pub(crate) fn current_task(bytes: &[u8]) -> Option<TaskView> {
     })
 }
 
+/// A `Contribution`, read in place.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ContributionView {
+    /// The `client` state's token (empty when there is no state).
+    pub token: Range<usize>,
+    pub n_iter: i64,
+    /// The `type` field.
+    pub kind: Range<usize>,
+    pub meta: Option<pb::MetaData>,
+    /// Where the `ModelData` lies, if there is one.
+    pub data: Option<Range<usize>>,
+    /// The `train_loss` metric, if reported.
+    pub train_loss: Option<f64>,
+}
+
+/// The `Contribution` in `bytes`, if its metrics come in strictly increasing name order and
+/// its client state is plain (see [`string_fields`]).
+pub(crate) fn contribution(bytes: &[u8]) -> Option<ContributionView> {
+    let (mut client, mut meta, mut data) = (None, None, None);
+    let (mut n_iter, mut kind, mut task_name) = (0, 0..0, 0..0);
+    let (mut last_metric, mut train_loss): (Option<Range<usize>>, _) = (None, None);
+    walk(bytes, 0..bytes.len(), |tag, field| {
+        match (tag, field) {
+            (1, Field::Delimited(r)) => once(&mut client, r)?,
+            (2, Field::Varint(v)) => n_iter = v as i64,
+            (3, Field::Delimited(r)) => kind = r,
+            (4, Field::Delimited(r)) => once(&mut meta, r)?,
+            (5, Field::Delimited(r)) => once(&mut data, r)?,
+            (6, Field::Delimited(r)) => task_name = r,
+            (7, Field::Delimited(entry)) => {
+                let (name, value) = metric(bytes, entry)?;
+                if let Some(last) = &last_metric {
+                    (bytes[last.clone()] < bytes[name.clone()]).then_some(())?;
+                }
+                if &bytes[name.clone()] == b"train_loss" {
+                    train_loss = Some(value);
+                }
+                last_metric = Some(name);
+            }
+            _ => return None,
+        }
+        Some(())
+    })?;
+    for r in [&kind, &task_name] {
+        std::str::from_utf8(&bytes[r.clone()]).ok()?;
+    }
+    let token = match client {
+        Some(at) => {
+            let state = &bytes[at.clone()];
+            let [_, token, _] = string_fields::<3>(state)?;
+            at.start + token.start..at.start + token.end
+        }
+        None => 0..0,
+    };
+    let meta = match meta {
+        Some(r) => Some(pb::MetaData::decode(&bytes[r]).ok()?),
+        None => None,
+    };
+    Some(ContributionView {
+        token,
+        n_iter,
+        kind,
+        meta,
+        data,
+        train_loss,
+    })
+}
+
+/// A metrics map entry at `bytes[at]`: where its name lies (UTF-8, checked) and its value (0
+/// when left out, as prost reads it).
+fn metric(bytes: &[u8], at: Range<usize>) -> Option<(Range<usize>, f64)> {
+    let (mut name, mut value) = (0..0, 0.0);
+    walk(bytes, at.clone(), |tag, field| {
+        match (tag, field) {
+            (1, Field::Delimited(r)) => name = r,
+            (2, Field::Fixed64(v)) => value = f64::from_bits(v),
+            _ => return None,
+        }
+        Some(())
+    })?;
+    std::str::from_utf8(&bytes[name.clone()]).ok()?;
+    Some((name, value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +366,81 @@ mod tests {
             let b = t.encode_to_vec();
             let v = current_task(&b).expect("plain");
             assert_eq!(as_prost(&b, &v), t);
+        }
+    }
+
+    /// A view of a contribution holds what prost reads for the fields it keeps.
+    fn check_contribution(c: &pb::Contribution) {
+        let b = c.encode_to_vec();
+        let v = contribution(&b).expect("plain");
+        let text = |r: Range<usize>| std::str::from_utf8(&b[r]).unwrap().to_owned();
+        let token = c
+            .client
+            .as_ref()
+            .map(|s| s.token.clone())
+            .unwrap_or_default();
+        assert_eq!(text(v.token), token);
+        assert_eq!(text(v.kind), c.r#type);
+        assert_eq!((v.n_iter, v.meta), (c.n_iter, c.meta_data));
+        assert_eq!(
+            v.train_loss.map(f64::to_bits),
+            c.metrics.get("train_loss").map(|l| l.to_bits())
+        );
+        let tensors = v.data.map(|at| {
+            let t = model_tensors(&b, at).unwrap();
+            t.iter(&b)
+                .map(|(n, npy)| (n.to_string(), npy.to_vec()))
+                .collect::<Vec<_>>()
+        });
+        let want = c.data.as_ref().map(|md| {
+            md.params
+                .iter()
+                .map(|(n, t)| (n.clone(), t.ndarray.to_vec()))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(tensors, want);
+    }
+
+    #[test]
+    fn plain_contributions_read_as_prost_reads_them() {
+        let full = pb::Contribution {
+            client: Some(pb::ClientState {
+                client_id: "client-0003".into(),
+                token: "tok".into(),
+                status: String::new(),
+            }),
+            n_iter: -64,
+            r#type: "train".into(),
+            meta_data: task(&[]).meta_data,
+            data: task(&["W", "b"]).data,
+            task_name: "train".into(),
+            metrics: [("a".to_string(), 2.0), ("train_loss".to_string(), 0.5)].into(),
+        };
+        let zero_loss = pb::Contribution {
+            metrics: [("train_loss".to_string(), 0.0)].into(),
+            ..full.clone()
+        };
+        for c in [full.clone(), zero_loss, pb::Contribution::default()] {
+            check_contribution(&c);
+        }
+        // Anything unusual is prost's: an unknown field, the client twice, metrics out of order.
+        let mut unknown = full.encode_to_vec();
+        unknown.extend_from_slice(&[15 << 3, 1]);
+        let mut twice = full.encode_to_vec();
+        let client = pb::Contribution {
+            client: full.client.clone(),
+            ..Default::default()
+        };
+        twice.extend(client.encode_to_vec());
+        let mut disorder = full.encode_to_vec();
+        let metric = |name: &str| pb::Contribution {
+            metrics: [(name.to_string(), 1.0)].into(),
+            ..Default::default()
+        };
+        disorder.extend(metric("b").encode_to_vec());
+        disorder.extend(metric("a").encode_to_vec());
+        for bad in [unknown, twice, disorder] {
+            assert_eq!(contribution(&bad), None);
         }
     }
 

@@ -120,6 +120,27 @@ impl Params {
         Ok(Params(out))
     }
 
+    /// [`Params::from_model_data`] for a model's tensors given as (name, .npy bytes) in name
+    /// order, wherever they lie (in a received frame, say), when they are exactly `like`'s
+    /// names and shapes; `None` for anything else, which `from_model_data` then decodes or
+    /// rejects. Where both succeed they give the same arrays.
+    pub(crate) fn from_npy<'a>(
+        tensors: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
+        like: &Params,
+    ) -> Option<Params> {
+        if tensors.len() != like.0.len() {
+            return None;
+        }
+        let params = tensors
+            .zip(&like.0)
+            .map(|((name, npy), (want, shape_of))| {
+                let a = crate::fed_learn::numproto::npy_to_ndarray::<f32>(npy)?;
+                (name == want && a.shape() == shape_of.shape()).then(|| (want.clone(), a))
+            })
+            .collect::<Option<_>>()?;
+        Some(Params(params))
+    }
+
     /// Total number of scalars.
     pub fn len(&self) -> usize {
         self.0.iter().map(|(_, a)| a.len()).sum()
@@ -357,6 +378,16 @@ mod tests {
         let direct = Net::from_model_data(&md, &p).expect("fedsim's own layout");
         let expect = p.to_model_data();
         assert_eq!(direct.to_model_data(&p), expect);
+        let npy = |md: &ModelData| {
+            let tensors: Vec<(String, Vec<u8>)> = md
+                .params
+                .iter()
+                .map(|(k, t)| (k.clone(), t.ndarray.to_vec()))
+                .collect();
+            let iter = tensors.iter().map(|(k, b)| (k.as_str(), &b[..]));
+            Params::from_npy(iter, &p)
+        };
+        assert_eq!(npy(&md), Some(p.clone()));
 
         // The same numbers as a Fortran-order array, and as big-endian bytes.
         let w = &p.0[0].1;
@@ -374,6 +405,7 @@ mod tests {
         big.params.get_mut("fc1.W").unwrap().ndarray = bytes.into();
         for other in [fortran, big] {
             assert!(Net::from_model_data(&other, &p).is_none());
+            assert_eq!(npy(&other), Some(p.clone()), "any .npy numpy reads");
             let via = Net::from_params(&Params::from_model_data(other, &p).unwrap());
             assert_eq!(via.to_model_data(&p), expect);
         }
@@ -391,6 +423,7 @@ mod tests {
             .insert("fc1.W".into(), ndarray_to_proto(&w.t().to_owned()));
         for bad in [missing, extra, turned] {
             assert!(Net::from_model_data(&bad, &p).is_none());
+            assert_eq!(npy(&bad), None);
             assert!(Params::from_model_data(bad, &p).is_err());
         }
     }

@@ -15,7 +15,7 @@ use super::super::pool::Pool;
 use super::super::port::{Envelope, Method, Payload};
 use super::super::wire;
 use crate::fed_learn::pb;
-use crate::fed_learn::view::string_fields;
+use crate::fed_learn::view::{self, string_fields};
 use crate::fed_learn::{FLCommunicationError, Message, ModelTransformer, Text, TransformChain};
 use crate::learn::Params;
 
@@ -37,8 +37,24 @@ pub(super) enum Inbound {
 /// A decoded contribution: see [`Inbound::Submit`].
 pub(super) struct Submission {
     pub msg: Message,
-    pub contribution: pb::Contribution,
-    pub params: Option<Result<Params, String>>,
+    /// The token of its client state.
+    pub token: Text,
+    /// The round its meta data names.
+    pub for_round: Option<u32>,
+    pub what: Submitted,
+}
+
+/// What a contribution hands in.
+pub(super) enum Submitted {
+    /// A training update: its weight, its reported loss (NaN when it reports none) and its
+    /// tensors decoded, or why they did not decode.
+    Train {
+        n_iter: i64,
+        train_loss: f64,
+        params: Result<Params, String>,
+    },
+    /// Cross-site validation's best model or results, for that phase to read.
+    CrossSite(pb::Contribution),
 }
 
 /// What decoding needs: the server's transformer chain (decoding only) and the model's
@@ -70,17 +86,59 @@ impl Decoder {
                 Inbound::State(msg, token)
             }
             Method::SubmitUpdate => {
-                let mut c: pb::Contribution = wire::body(&msg)?;
-                // Anything but cross-site validation's is taken for training, as the server does.
-                let training = !matches!(c.r#type.as_str(), "best_model" | "validation");
-                let params = training.then(|| self.params(c.data.take()));
-                Inbound::Submit(Box::new(Submission {
-                    msg,
-                    contribution: c,
-                    params,
-                }))
+                let s = match self.plain_update(&msg.body) {
+                    Some(s) => s,
+                    None => self.submission(wire::body(&msg)?),
+                };
+                Inbound::Submit(Box::new(Submission { msg, ..s }))
             }
             Method::Reply | Method::Task => Inbound::Reply,
+        })
+    }
+
+    /// A contribution as prost decoded it. Anything but cross-site validation's is taken
+    /// for training, as the server does.
+    fn submission(&self, mut c: pb::Contribution) -> Submission {
+        let token = c.client.as_mut().map(|s| std::mem::take(&mut s.token));
+        let for_round = c.meta_data.as_ref().map(|m| m.current_round.max(0) as u32);
+        let what = match c.r#type.as_str() {
+            "best_model" | "validation" => Submitted::CrossSite(c),
+            _ => Submitted::Train {
+                n_iter: c.n_iter,
+                train_loss: c.metrics.get("train_loss").copied().unwrap_or(f64::NAN),
+                params: self.params(c.data.take()),
+            },
+        };
+        Submission {
+            msg: Message::default(),
+            token: token.unwrap_or_default().into(),
+            for_round,
+            what,
+        }
+    }
+
+    /// A training contribution as fedsim writes it, with no transformers to undo, read in
+    /// place and its tensors decoded straight from the frame (no strings or maps built only
+    /// to be read once). `None` for anything else, which goes through prost.
+    fn plain_update(&self, body: &Bytes) -> Option<Submission> {
+        if !self.chain.is_empty() {
+            return None;
+        }
+        let c = view::contribution(body)?;
+        if matches!(&body[c.kind], b"best_model" | b"validation") {
+            return None;
+        }
+        let tensors = view::model_tensors(body, c.data?)?;
+        let params = Params::from_npy(tensors.iter(body), &self.template)?;
+        Some(Submission {
+            msg: Message::default(),
+            token: Text::from_utf8(body.slice(c.token)).ok()?,
+            for_round: c.meta.map(|m| m.current_round.max(0) as u32),
+            what: Submitted::Train {
+                n_iter: c.n_iter,
+                train_loss: c.train_loss.unwrap_or(f64::NAN),
+                params: Ok(params),
+            },
         })
     }
 

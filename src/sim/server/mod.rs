@@ -11,7 +11,7 @@ mod cross_site;
 mod inbound;
 
 use cross_site::CrossSite;
-use inbound::{Decoder, Inbound};
+use inbound::{Decoder, Inbound, Submission, Submitted};
 
 use super::config::ServerConfig;
 use super::events::{Actor, SimEvent};
@@ -323,10 +323,7 @@ impl Server {
             (Method::Heartbeat, Inbound::State(msg, t)) => self.on_heartbeat(client, &msg.id, t),
             (Method::GetTask, Inbound::State(msg, t)) => self.on_get_task(client, &msg.id, t),
             (Method::Quit, Inbound::State(msg, t)) => self.on_quit(client, &msg.id, t),
-            (_, Inbound::Submit(s)) => {
-                let s = *s;
-                self.on_submit(client, &s.msg.id, s.contribution, s.params)
-            }
+            (_, Inbound::Submit(s)) => self.on_submit(client, *s),
             _ => {}
         }
     }
@@ -670,30 +667,20 @@ impl Server {
     }
 
     /// A contribution, with its tensors if it is a training one (see `inbound`).
-    fn on_submit(
-        &mut self,
-        client: u32,
-        req: &Text,
-        c: pb::Contribution,
-        params: Option<Result<Params, String>>,
-    ) {
-        let token = c
-            .client
-            .as_ref()
-            .map(|s| s.token.as_str())
-            .unwrap_or_default();
-        let for_round = c.meta_data.as_ref().map(|m| m.current_round.max(0) as u32);
-        if !self.check_token(client, token) {
+    fn on_submit(&mut self, client: u32, s: Submission) {
+        let (req, for_round) = (&s.msg.id, s.for_round);
+        if !self.check_token(client, &s.token) {
             self.reject(client, Reject::UnknownToken, for_round);
             return self.refuse(client, req, "unknown token");
         }
         self.touch(client);
-        match c.r#type.as_str() {
-            "best_model" | "validation" => self.on_cross_site_submit(client, c),
-            _ => {
-                let params = params.unwrap_or_else(|| self.decoder.params(c.data.clone()));
-                self.on_train_submit(client, c, for_round, params)
-            }
+        match s.what {
+            Submitted::CrossSite(c) => self.on_cross_site_submit(client, c),
+            Submitted::Train {
+                n_iter,
+                train_loss,
+                params,
+            } => self.on_train_submit(client, for_round, n_iter, train_loss, params),
         }
         self.summary(client, req, None, false);
     }
@@ -701,8 +688,9 @@ impl Server {
     fn on_train_submit(
         &mut self,
         client: u32,
-        c: pb::Contribution,
         for_round: Option<u32>,
+        n_iter: i64,
+        train_loss: f64,
         params: Result<Params, String>,
     ) {
         let Phase::Training(open) = &self.phase else {
@@ -717,8 +705,7 @@ impl Server {
         let Ok(params) = params else {
             return self.reject(client, Reject::Corrupt, for_round);
         };
-        let train_loss = c.metrics.get("train_loss").copied().unwrap_or(f64::NAN);
-        let detail = vec![("n_iter", (c.n_iter.max(0) as u64).into())];
+        let detail = vec![("n_iter", (n_iter.max(0) as u64).into())];
         self.port.emit(
             for_round,
             EventType::ReceiveContribution,
@@ -729,7 +716,7 @@ impl Server {
             open.updates.insert(
                 client,
                 Accepted {
-                    weight: c.n_iter.max(0) as f64,
+                    weight: n_iter.max(0) as f64,
                     params,
                     train_loss,
                 },
