@@ -174,15 +174,19 @@ const PER_JOB: usize = 16;
 /// Decodes the wire envelopes of `batch` (in the pool when there are enough of them): one
 /// entry per envelope, in order, `None` for those that are not wire messages. The entries come
 /// as they are decoded, so the server handles the first while the pool decodes the rest.
+///
+/// The frames are moved out of the envelopes (which keep an empty one), not copied: a copy
+/// of a frame is a reference count on a buffer another thread made, the first one also an
+/// allocation.
 pub(super) fn decode_step(
     decoder: &Decoder,
     pool: &Arc<Pool>,
-    batch: &[Envelope],
+    batch: &mut [Envelope],
 ) -> impl Iterator<Item = Option<Inbound>> + use<> {
     let frames: Vec<Option<(Method, Bytes)>> = batch
-        .iter()
-        .map(|e| match &e.payload {
-            Payload::Wire { method, frame } => Some((*method, frame.clone())),
+        .iter_mut()
+        .map(|e| match &mut e.payload {
+            Payload::Wire { method, frame } => Some((*method, std::mem::take(frame))),
             _ => None,
         })
         .collect();

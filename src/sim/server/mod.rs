@@ -258,7 +258,7 @@ impl Server {
             // The rest of the step's envelopes too, so their decoding can run in parallel.
             batch.push(e);
             self.port.take_ready(&mut batch);
-            let decoded = inbound::decode_step(&self.decoder, &self.pool, &batch);
+            let decoded = inbound::decode_step(&self.decoder, &self.pool, &mut batch);
             for (e, inbound) in batch.drain(..).zip(decoded) {
                 if matches!(self.phase, Phase::Done) {
                     continue;
@@ -281,15 +281,12 @@ impl Server {
     /// Handles an envelope; a wire message's decoding comes with it (see `inbound`).
     fn handle(&mut self, e: Envelope, inbound: Option<Inbound>) {
         match (e.payload, inbound) {
+            // Every wire envelope comes decoded (its frame moved out, see `decode_step`).
             (Payload::Wire { method, .. }, Some(inbound)) => {
                 self.on_message((e.from - 2) as u32, method, inbound)
             }
-            (Payload::Wire { method, frame }, None) => {
-                let inbound = self.decoder.decode(method, frame);
-                self.on_message((e.from - 2) as u32, method, inbound)
-            }
             (Payload::Timer(t), _) => self.on_timer(t),
-            (Payload::Control(_) | Payload::Env(_), _) => {}
+            (Payload::Wire { .. } | Payload::Control(_) | Payload::Env(_), _) => {}
         }
     }
 
