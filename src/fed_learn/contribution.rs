@@ -68,8 +68,7 @@ impl Body for ContributionRef<'_> {
     fn put(&self, buf: &mut impl bytes::BufMut) {
         encode_key(1, WireType::LengthDelimited, buf);
         encode_varint(self.client_len() as u64, buf);
-        put_str(1, self.client_id, buf);
-        put_str(2, self.token, buf);
+        self.state().put(buf);
         if self.n_iter != 0 {
             encode_key(2, WireType::Varint, buf);
             encode_varint(self.n_iter as u64, buf);
@@ -101,7 +100,32 @@ impl Body for ContributionRef<'_> {
 impl ContributionRef<'_> {
     /// The length of the `client` state's fields.
     fn client_len(&self) -> usize {
+        self.state().encoded_len()
+    }
+
+    fn state(&self) -> StateRef<'_> {
+        StateRef {
+            client_id: self.client_id,
+            token: self.token,
+        }
+    }
+}
+
+/// A `ClientState` from borrowed parts (its `status` empty): as a [`Body`], the bytes of the
+/// `pb::ClientState` with the same values. A client sends one with every task request.
+pub struct StateRef<'a> {
+    pub client_id: &'a str,
+    pub token: &'a str,
+}
+
+impl Body for StateRef<'_> {
+    fn encoded_len(&self) -> usize {
         str_len(1, self.client_id) + str_len(2, self.token)
+    }
+
+    fn put(&self, buf: &mut impl bytes::BufMut) {
+        put_str(1, self.client_id, buf);
+        put_str(2, self.token, buf);
     }
 }
 
@@ -259,6 +283,14 @@ mod tests {
         ];
         for (i, c) in cases.iter().enumerate() {
             assert_eq!(encoded(c), prost_of(c), "case {i}");
+            let state = pb::ClientState {
+                client_id: c.client_id.into(),
+                token: c.token.into(),
+                status: String::new(),
+            };
+            let mut out = Vec::new();
+            c.state().put(&mut out);
+            assert_eq!(out, state.encode_to_vec(), "case {i}");
         }
     }
 }

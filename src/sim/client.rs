@@ -10,15 +10,15 @@ use bytes::Bytes;
 
 use super::cache::DataCache;
 use super::config::Profile;
-use super::events::{client_name, Actor, SimEvent};
+use super::events::{client_name, Actor, ClientName, SimEvent};
 use super::pool::Pool;
 use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::view;
 use crate::fed_learn::{
-    ContributionRef, EventType, Message, MessageId, MessageIds, ModelTransformer, Proto,
-    TransformChain,
+    ContributionRef, EventType, Message, MessageId, MessageIds, ModelTransformer, Proto, StateRef,
+    Text, TransformChain,
 };
 use crate::learn::{ClientData, ModelKind, Net, Params, TrainConfig};
 use crate::rng::{self, NONE};
@@ -56,7 +56,7 @@ pub(crate) struct Client {
     common: Arc<ClientCommon>,
     profile: Profile,
     state: State,
-    token: Option<String>,
+    token: Option<Text>,
     /// Bumped by dropouts, so timers set before one are ignored after it.
     epoch: u64,
     slow_epoch: u64,
@@ -145,10 +145,22 @@ impl Client {
             .send(Actor::Server, 0, Payload::Wire { method, frame });
     }
 
+    /// Sends a request whose body is the client's state (a task request, heartbeat or quit).
+    fn send_state(&mut self, method: Method) {
+        let name = ClientName::new(self.id);
+        let state = StateRef {
+            client_id: name.as_str(),
+            token: self.token.as_deref().unwrap_or_default(),
+        };
+        let frame = wire::request_frame(self.ids.draw(), method, types::STATE, state);
+        self.port
+            .send(Actor::Server, 0, Payload::Wire { method, frame });
+    }
+
     fn state_msg(&self) -> pb::ClientState {
         pb::ClientState {
             client_id: client_name(self.id),
-            token: self.token.clone().unwrap_or_default(),
+            token: self.token.as_deref().unwrap_or_default().to_string(),
             status: String::new(),
         }
     }
@@ -164,8 +176,7 @@ impl Client {
     }
 
     fn ask_for_task(&mut self) {
-        let s = self.state_msg();
-        self.send(Method::GetTask, types::STATE, &s);
+        self.send_state(Method::GetTask);
     }
 
     // ---- faults -------------------------------------------------------------------------
@@ -189,8 +200,7 @@ impl Client {
             Control::DropoutEnd => self.end_dropout(),
             Control::Quit => {
                 if self.token.is_some() && self.state != State::NotStarted {
-                    let s = self.state_msg();
-                    self.send(Method::Quit, types::STATE, &s);
+                    self.send_state(Method::Quit);
                 }
                 return ControlFlow::Break(());
             }
@@ -249,8 +259,7 @@ impl Client {
             Timer::Heartbeat(ep)
                 if ep == self.epoch && self.state == State::Active && self.token.is_some() =>
             {
-                let s = self.state_msg();
-                self.send(Method::Heartbeat, types::STATE, &s);
+                self.send_state(Method::Heartbeat);
                 self.port
                     .timer(self.common.heart_beat_interval, Timer::Heartbeat(ep));
             }
@@ -323,7 +332,7 @@ impl Client {
         if s.refused {
             return ControlFlow::Break(());
         }
-        self.token = s.token.map(|t| t.token);
+        self.token = s.token.map(|t| Text::from(t.token));
         self.port.timer(
             self.common.heart_beat_interval,
             Timer::Heartbeat(self.epoch),
@@ -420,7 +429,7 @@ impl Client {
     /// replaces the client's own only if a contribution was framed (so a failed update draws no
     /// id, as before it was offloaded).
     async fn update(&mut self, frame: Bytes) -> Tasked {
-        let (common, id, client) = (self.common.clone(), self.id, self.state_msg());
+        let (common, id, token) = (self.common.clone(), self.id, self.token.clone());
         let mut chain = std::mem::take(&mut self.chain);
         let mut ids = self.ids.clone();
         let msg_id = ids.draw();
@@ -428,7 +437,7 @@ impl Client {
             .common
             .pool
             .run(move || {
-                let tasked = local_update(&common, id, &mut chain, msg_id, frame, client);
+                let tasked = local_update(&common, id, &mut chain, msg_id, frame, token);
                 (chain, tasked)
             })
             .await;
@@ -583,7 +592,7 @@ fn local_update(
     chain: &mut TransformChain,
     msg_id: MessageId,
     frame: Bytes,
-    client: pb::ClientState,
+    token: Option<Text>,
 ) -> Tasked {
     let msg = match wire::unframe(frame) {
         Ok(msg) => msg,
@@ -609,7 +618,7 @@ fn local_update(
         }
     };
     let round = meta.current_round.max(0) as u32;
-    let outcome = start.and_then(|start| train(common, id, chain, msg_id, start, client, meta));
+    let outcome = start.and_then(|start| train(common, id, chain, msg_id, start, token, meta));
     Tasked::Train {
         round,
         bytes,
@@ -664,7 +673,7 @@ fn train(
     chain: &mut TransformChain,
     msg_id: MessageId,
     start: Net,
-    client: pb::ClientState,
+    token: Option<Text>,
     meta: pb::MetaData,
 ) -> Result<Trained, Failed> {
     let template = &common.template;
@@ -684,9 +693,10 @@ fn train(
         params
     });
     let frame = chain.encode(md).ok().map(|encoded| {
+        let name = ClientName::new(id);
         let c = ContributionRef {
-            client_id: &client.client_id,
-            token: &client.token,
+            client_id: name.as_str(),
+            token: token.as_deref().unwrap_or_default(),
             n_iter,
             kind: "train",
             meta: Some(&meta),

@@ -39,20 +39,40 @@ impl fmt::Display for Actor {
 
 /// A client's name as the log writes it: `client-0007`.
 pub fn client_name(id: u32) -> String {
-    let mut s = String::with_capacity(11);
-    push_client_name(&mut s, id);
-    s
+    ClientName::new(id).as_str().to_owned()
 }
 
-/// Appends [`client_name`]`(id)`: at least four digits, zero-padded.
+/// Appends [`client_name`]`(id)`.
 fn push_client_name(out: &mut String, id: u32) {
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(id);
-    out.push_str("client-");
-    for _ in digits.len()..4 {
-        out.push('0');
+    out.push_str(ClientName::new(id).as_str());
+}
+
+/// [`client_name`] on the stack: `client-` and at least four digits, zero-padded. A client
+/// writes its name into every message it sends, and a `String` each time was an allocation
+/// per message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientName {
+    buf: [u8; 18],
+    len: usize,
+}
+
+impl ClientName {
+    pub fn new(id: u32) -> Self {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(id).as_bytes();
+        // "client-", then zeros up to four digits (a u32 has at most ten: 17 bytes in all).
+        let mut buf = [b'0'; 18];
+        buf[..7].copy_from_slice(b"client-");
+        let start = 7 + 4usize.saturating_sub(digits.len());
+        let len = start + digits.len();
+        buf[start..len].copy_from_slice(digits);
+        ClientName { buf, len }
     }
-    out.push_str(digits);
+
+    pub fn as_str(&self) -> &str {
+        // ASCII only, so always UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
 }
 
 /// Appends `v` in decimal, as `Display` writes it.
@@ -475,6 +495,7 @@ mod tests {
         assert_eq!(client_name(42), "client-0042");
         assert_eq!(client_name(1234), "client-1234");
         assert_eq!(client_name(123_456), "client-123456");
+        assert_eq!(client_name(u32::MAX), "client-4294967295");
         assert_eq!(Actor::Client(7).to_string(), "client-0007");
     }
 
