@@ -26,7 +26,7 @@ pub struct ContributionRef<'a> {
     /// The round's meta data, as the task stamped it.
     pub meta: Option<&'a pb::MetaData>,
     /// The model.
-    pub data: Option<&'a pb::ModelData>,
+    pub data: Option<ModelRef<'a>>,
     /// The task this answers.
     pub task_name: &'a str,
     /// Metrics by name, in name order and each name once (as a map holds them).
@@ -36,7 +36,7 @@ pub struct ContributionRef<'a> {
 impl Body for ContributionRef<'_> {
     fn encoded_len(&self) -> usize {
         let client = self.client_len();
-        let data = self.data.map_or(0, |md| {
+        let data = self.data.as_ref().map_or(0, |md| {
             let len = model_data_len(md);
             key_len(5) + encoded_len_varint(len as u64) + len
         });
@@ -79,7 +79,7 @@ impl Body for ContributionRef<'_> {
             encode_varint(m.encoded_len() as u64, buf);
             m.encode_raw(buf);
         }
-        if let Some(md) = self.data {
+        if let Some(md) = &self.data {
             encode_key(5, WireType::LengthDelimited, buf);
             encode_varint(model_data_len(md) as u64, buf);
             put_model_data(md, buf);
@@ -109,6 +109,26 @@ impl ContributionRef<'_> {
             token: self.token,
         }
     }
+}
+
+/// A model to encode as a `ModelData`: one built already, or a [`ModelSource`] that writes
+/// its tensors straight into the frame.
+#[derive(Clone, Copy)]
+pub enum ModelRef<'a> {
+    Data(&'a pb::ModelData),
+    Source(&'a dyn ModelSource),
+}
+
+/// A model held in another layout than `ModelData` (a client's trained net), which writes its
+/// tensors' .npy files on demand: encoding it needs no `ModelData` (a name and a file per
+/// tensor, each allocated and copied only to be copied into the frame).
+pub trait ModelSource {
+    /// How many tensors.
+    fn count(&self) -> usize;
+    /// Tensor `i`'s name and the length of its .npy file; `i` counts in name order.
+    fn tensor(&self, i: usize) -> (&str, usize);
+    /// Appends tensor `i`'s .npy file, exactly as long as [`ModelSource::tensor`] says.
+    fn put_npy(&self, i: usize, buf: &mut dyn bytes::BufMut);
 }
 
 /// A `ClientState` from borrowed parts (its `status` empty): as a [`Body`], the bytes of the
@@ -161,34 +181,73 @@ fn metric_len(k: &str, v: f64) -> usize {
     str_len(1, k) + if v != 0.0 { key_len(2) + 8 } else { 0 }
 }
 
-/// An `NDArray`'s length: its one bytes field.
-fn tensor_len(t: &pb::NDArray) -> usize {
-    delimited_len(1, t.ndarray.len())
+impl ModelRef<'_> {
+    fn count(&self) -> usize {
+        match self {
+            ModelRef::Data(md) => md.params.len(),
+            ModelRef::Source(s) => s.count(),
+        }
+    }
+
+    /// Each tensor's name and .npy length, in name order.
+    fn tensors(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
+        let data = match self {
+            ModelRef::Data(md) => {
+                Some(md.params.iter().map(|(k, t)| (k.as_str(), t.ndarray.len())))
+            }
+            ModelRef::Source(_) => None,
+        };
+        let source = match self {
+            ModelRef::Source(s) => Some((0..s.count()).map(|i| s.tensor(i))),
+            ModelRef::Data(_) => None,
+        };
+        data.into_iter()
+            .flatten()
+            .chain(source.into_iter().flatten())
+    }
+
+    /// Appends tensor `i`'s .npy file (`i` in name order).
+    fn put_npy(&self, i: usize, buf: &mut impl bytes::BufMut) {
+        match self {
+            ModelRef::Data(md) => {
+                if let Some(t) = md.params.values().nth(i) {
+                    buf.put_slice(&t.ndarray);
+                }
+            }
+            ModelRef::Source(s) => s.put_npy(i, buf),
+        }
+    }
 }
 
-/// A `ModelData`'s length: one map entry per tensor, each with the name and the `NDArray`
-/// (left out when it is empty, the default).
-fn model_data_len(md: &pb::ModelData) -> usize {
-    md.params
-        .iter()
-        .map(|(k, t)| {
-            let len = str_len(1, k) + delimited_len(2, tensor_len(t));
+/// A map entry's length: the tensor's name, and its `NDArray` (left out when empty, the
+/// default) holding the .npy file in its one field.
+fn entry_len(name: &str, npy: usize) -> usize {
+    str_len(1, name) + delimited_len(2, delimited_len(1, npy))
+}
+
+/// A `ModelData`'s length: one map entry per tensor.
+fn model_data_len(md: &ModelRef) -> usize {
+    md.tensors()
+        .map(|(k, npy)| {
+            let len = entry_len(k, npy);
             key_len(1) + encoded_len_varint(len as u64) + len
         })
         .sum()
 }
 
-/// Writes a `ModelData`'s fields, each tensor's bytes copied in place.
-fn put_model_data(md: &pb::ModelData, buf: &mut impl bytes::BufMut) {
-    for (k, t) in &md.params {
-        let tensor = tensor_len(t);
+/// Writes a `ModelData`'s fields, each tensor's .npy file in place.
+fn put_model_data(md: &ModelRef, buf: &mut impl bytes::BufMut) {
+    debug_assert_eq!(md.tensors().count(), md.count());
+    for (i, (k, npy)) in md.tensors().enumerate() {
         encode_key(1, WireType::LengthDelimited, buf);
-        encode_varint((str_len(1, k) + delimited_len(2, tensor)) as u64, buf);
+        encode_varint(entry_len(k, npy) as u64, buf);
         put_str(1, k, buf);
-        if tensor > 0 {
+        if npy > 0 {
             encode_key(2, WireType::LengthDelimited, buf);
-            encode_varint(tensor as u64, buf);
-            put_bytes(1, &t.ndarray, buf);
+            encode_varint(delimited_len(1, npy) as u64, buf);
+            encode_key(1, WireType::LengthDelimited, buf);
+            encode_varint(npy as u64, buf);
+            md.put_npy(i, buf);
         }
     }
 }
@@ -215,7 +274,10 @@ mod tests {
             n_iter: c.n_iter,
             r#type: c.kind.into(),
             meta_data: c.meta.cloned(),
-            data: c.data.cloned(),
+            data: c.data.map(|d| match d {
+                ModelRef::Data(md) => md.clone(),
+                ModelRef::Source(_) => unreachable!("tests encode ModelData"),
+            }),
             task_name: c.task_name.into(),
             metrics: c.metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
@@ -245,7 +307,7 @@ mod tests {
             n_iter: 64,
             kind: "train",
             meta: Some(&meta),
-            data: Some(&md),
+            data: Some(ModelRef::Data(&md)),
             task_name: "train",
             metrics: &[("train_loss", 1.25)],
         };
@@ -273,11 +335,11 @@ mod tests {
             },
             ContributionRef {
                 meta: Some(&pb::MetaData::default()),
-                data: Some(&empty),
+                data: Some(ModelRef::Data(&empty)),
                 ..base
             },
             ContributionRef {
-                data: Some(&odd),
+                data: Some(ModelRef::Data(&odd)),
                 ..base
             },
         ];

@@ -70,17 +70,43 @@ fn npy_bytes<A: NpyElement>(fortran: bool, shape: &[usize], data: &[A]) -> NDArr
 /// that hold the values in another layout and would otherwise copy them into an array first.
 /// `write` must set every element: it is handed a reused buffer.
 pub(crate) fn f32_to_proto(shape: &[usize], write: impl FnOnce(&mut [f32])) -> NDArray {
+    let mut buf = Vec::with_capacity(f32_npy_len(shape));
+    put_f32_npy(shape, write, &mut buf);
+    NDArray {
+        ndarray: Bytes::from(buf),
+    }
+}
+
+/// The length of the .npy file of a C-order f32 array of `shape`.
+pub(crate) fn f32_npy_len(shape: &[usize]) -> usize {
+    let mut len = 0;
+    with_header::<f32>(false, shape, |h| len = h.len());
+    len + 4 * shape.iter().product::<usize>()
+}
+
+/// Appends the .npy file of [`f32_to_proto`] (the same bytes) to `buf`, for a caller that
+/// writes it straight into a frame.
+pub(crate) fn put_f32_npy(
+    shape: &[usize],
+    write: impl FnOnce(&mut [f32]),
+    buf: &mut dyn bytes::BufMut,
+) {
     thread_local! {
         static VALUES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     }
     let n: usize = shape.iter().product();
+    with_header::<f32>(false, shape, |h| buf.put_slice(h));
     VALUES.with_borrow_mut(|values| {
         if values.len() < n {
             values.resize(n, 0.0);
         }
         let values = &mut values[..n];
         write(values);
-        npy_bytes(false, shape, values)
+        if cfg!(target_endian = "little") {
+            buf.put_slice(npy_fast::native_bytes(values));
+        } else {
+            values.iter().for_each(|v| buf.put_f32_le(*v));
+        }
     })
 }
 

@@ -13,4 +13,4 @@ mod normal;
 
 pub use data::{ClientData, DataGen, DataSpec, Dataset, Generator, Targets};
 pub use model::{zeros_like, Evaluator, Metrics, ModelKind, Params, PartScore, TrainConfig};
-pub(crate) use net::Net;
+pub(crate) use net::{Net, NetTensors};

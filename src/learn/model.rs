@@ -428,6 +428,50 @@ mod tests {
         }
     }
 
+    /// A net's tensors written straight into a contribution are the bytes of its
+    /// `ModelData`, whatever order its names sort in.
+    #[test]
+    fn a_nets_tensors_encode_as_its_model_data_does() {
+        use crate::fed_learn::{Body, ContributionRef, ModelRef};
+        use crate::learn::NetTensors;
+        let data = DataSpec::w1().client_data(5, 2).train;
+        let kind = ModelKind::Mlp { hidden: 12 };
+        let mut p = kind.init(60, 10, &mut rng::stream(5, "init", 0, 0));
+        let center = p.clone();
+        kind.train(&mut p, &data, &TrainConfig::default(), &center);
+        // Names that sort against the layers' order: "zW" after "a_b", "yW" after "b_b".
+        let renamed = Params(
+            ["zW", "a_b", "yW", "b_b"]
+                .iter()
+                .zip(&p.0)
+                .map(|(n, (_, a))| (n.to_string(), a.clone()))
+                .collect(),
+        );
+        for like in [&p, &renamed] {
+            let net = Net::from_params(like);
+            let md = net.to_model_data(like);
+            let encode = |data| {
+                let c = ContributionRef {
+                    client_id: "c",
+                    token: "t",
+                    n_iter: 1,
+                    kind: "train",
+                    meta: None,
+                    data: Some(data),
+                    task_name: "train",
+                    metrics: &[],
+                };
+                let mut out = Vec::new();
+                c.put(&mut out);
+                assert_eq!(out.len(), c.encoded_len());
+                out
+            };
+            let tensors = NetTensors::new(&net, like);
+            let direct = encode(ModelRef::Source(&tensors));
+            assert_eq!(direct, encode(ModelRef::Data(&md)));
+        }
+    }
+
     #[test]
     fn a_trained_net_encodes_to_the_bytes_of_its_tensors() {
         let data = DataSpec::w1().client_data(2, 5).train;

@@ -10,8 +10,9 @@ use ndarray::{ArrayD, ArrayViewMut2, Ix2};
 use super::data::{argmax, TargetsView};
 use super::kernel;
 use super::model::Params;
-use crate::fed_learn::numproto::{f32_to_proto, npy_into};
+use crate::fed_learn::numproto::{f32_npy_len, f32_to_proto, npy_into, put_f32_npy};
 use crate::fed_learn::pb::{ModelData, NDArray};
+use crate::fed_learn::ModelSource;
 
 /// One affine layer: `out = x·wtᵀ + b`.
 #[derive(Debug, Clone)]
@@ -72,6 +73,23 @@ impl Dense {
         });
         let b = f32_to_proto(b.shape(), |out| out.copy_from_slice(&self.b));
         (w, b)
+    }
+
+    /// Appends the .npy file of the weight (`weight`) or the bias, as [`Dense::to_protos`]
+    /// would hold it, of the shape `shape`.
+    fn put_npy(&self, weight: bool, shape: &[usize], buf: &mut dyn bytes::BufMut) {
+        let (k, m) = (self.inputs, self.outputs());
+        if weight {
+            assert_eq!(shape, [k, m], "the layer's weight shape");
+            let kp = kernel::padded(k);
+            put_f32_npy(
+                shape,
+                |out| kernel::transpose(&self.wt, kp, (m, k), out, m),
+                buf,
+            );
+        } else {
+            put_f32_npy(shape, |out| out.copy_from_slice(&self.b), buf);
+        }
     }
 
     fn write_arrays(&self, w: &mut ArrayD<f32>, b: &mut ArrayD<f32>) {
@@ -253,6 +271,41 @@ impl Net {
             kernel::pull_toward(&mut l.wt, &c.wt, step);
             kernel::pull_toward(&mut l.b, &c.b, step);
         }
+    }
+}
+
+/// A net's tensors with `like`'s names and shapes (those they came from), for encoding
+/// straight from the kernels' layout into a frame: the bytes of [`Net::to_model_data`]
+/// without the `ModelData`.
+pub(crate) struct NetTensors<'a> {
+    net: &'a Net,
+    like: &'a Params,
+    /// `like`'s tensors in name order (a `ModelData` is a map).
+    order: Vec<usize>,
+}
+
+impl<'a> NetTensors<'a> {
+    pub fn new(net: &'a Net, like: &'a Params) -> Self {
+        let mut order: Vec<usize> = (0..like.0.len()).collect();
+        order.sort_by(|&a, &b| like.0[a].0.cmp(&like.0[b].0));
+        NetTensors { net, like, order }
+    }
+}
+
+impl ModelSource for NetTensors<'_> {
+    fn count(&self) -> usize {
+        self.order.len()
+    }
+
+    fn tensor(&self, i: usize) -> (&str, usize) {
+        let (name, a) = &self.like.0[self.order[i]];
+        (name, f32_npy_len(a.shape()))
+    }
+
+    fn put_npy(&self, i: usize, buf: &mut dyn bytes::BufMut) {
+        let j = self.order[i];
+        let layer = &self.net.layers[j / 2];
+        layer.put_npy(j.is_multiple_of(2), self.like.0[j].1.shape(), buf);
     }
 }
 

@@ -17,10 +17,10 @@ use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::view;
 use crate::fed_learn::{
-    ContributionRef, EventType, Message, MessageId, MessageIds, ModelTransformer, Proto, StateRef,
-    Text, TransformChain,
+    ContributionRef, EventType, Message, MessageId, MessageIds, ModelRef, ModelTransformer, Proto,
+    StateRef, Text, TransformChain,
 };
-use crate::learn::{ClientData, ModelKind, Net, Params, TrainConfig};
+use crate::learn::{ClientData, ModelKind, Net, NetTensors, Params, TrainConfig};
 use crate::rng::{self, NONE};
 
 /// What every client shares.
@@ -686,26 +686,37 @@ fn train(
     // Encoded straight from the kernels' layout (the global model has the template's names
     // and shapes, checked above); tensors are made only for a client that keeps its model
     // for cross-site validation.
-    let md = net.to_model_data(template);
     let params = common.keep_best.then(|| {
         let mut params = template.clone();
         net.write_params(&mut params);
         params
     });
-    let frame = chain.encode(md).ok().map(|encoded| {
-        let name = ClientName::new(id);
+    let name = ClientName::new(id);
+    let frame_with = |data: ModelRef| {
         let c = ContributionRef {
             client_id: name.as_str(),
             token: token.as_deref().unwrap_or_default(),
             n_iter,
             kind: "train",
             meta: Some(&meta),
-            data: Some(&encoded),
+            data: Some(data),
             task_name: "train",
             metrics: &[("train_loss", loss)],
         };
         wire::request_frame(msg_id, Method::SubmitUpdate, types::CONTRIBUTION, c)
-    });
+    };
+    // With no transformers to apply, the tensors go from the net straight into the frame.
+    let frame = if chain.is_empty() {
+        Some(frame_with(ModelRef::Source(&NetTensors::new(
+            &net, template,
+        ))))
+    } else {
+        let md = net.to_model_data(template);
+        chain
+            .encode(md)
+            .ok()
+            .map(|md| frame_with(ModelRef::Data(&md)))
+    };
     Ok(Trained {
         n_iter,
         params,
