@@ -280,14 +280,20 @@ impl Net {
 pub(crate) struct NetTensors<'a> {
     net: &'a Net,
     like: &'a Params,
-    /// `like`'s tensors in name order (a `ModelData` is a map).
-    order: Vec<usize>,
+    /// `like`'s tensors in name order (a `ModelData` is a map), each with the length of its
+    /// .npy file (asked for more than once while encoding).
+    order: Vec<(usize, usize)>,
 }
 
 impl<'a> NetTensors<'a> {
     pub fn new(net: &'a Net, like: &'a Params) -> Self {
-        let mut order: Vec<usize> = (0..like.0.len()).collect();
-        order.sort_by(|&a, &b| like.0[a].0.cmp(&like.0[b].0));
+        let mut order: Vec<(usize, usize)> = like
+            .0
+            .iter()
+            .enumerate()
+            .map(|(j, (_, a))| (j, f32_npy_len(a.shape())))
+            .collect();
+        order.sort_by(|a, b| like.0[a.0].0.cmp(&like.0[b.0].0));
         NetTensors { net, like, order }
     }
 }
@@ -298,12 +304,12 @@ impl ModelSource for NetTensors<'_> {
     }
 
     fn tensor(&self, i: usize) -> (&str, usize) {
-        let (name, a) = &self.like.0[self.order[i]];
-        (name, f32_npy_len(a.shape()))
+        let (j, len) = self.order[i];
+        (&self.like.0[j].0, len)
     }
 
     fn put_npy(&self, i: usize, buf: &mut dyn bytes::BufMut) {
-        let j = self.order[i];
+        let (j, _) = self.order[i];
         let layer = &self.net.layers[j / 2];
         layer.put_npy(j.is_multiple_of(2), self.like.0[j].1.shape(), buf);
     }
