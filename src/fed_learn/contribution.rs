@@ -9,7 +9,7 @@
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message as _;
 
-use super::message::Body;
+use super::message::{delimited_len, field_len, put_field, Body};
 use super::pb;
 
 /// A `Contribution`'s fields, borrowed. Encodes, as a [`Body`], to the bytes of the
@@ -48,13 +48,13 @@ impl Body for ContributionRef<'_> {
             } else {
                 key_len(2) + encoded_len_varint(self.n_iter as u64)
             }
-            + str_len(3, self.kind)
+            + field_len(3, self.kind.as_bytes())
             + self.meta.map_or(0, |m| {
                 let len = m.encoded_len();
                 key_len(4) + encoded_len_varint(len as u64) + len
             })
             + data
-            + str_len(6, self.task_name)
+            + field_len(6, self.task_name.as_bytes())
             + self
                 .metrics
                 .iter()
@@ -73,7 +73,7 @@ impl Body for ContributionRef<'_> {
             encode_key(2, WireType::Varint, buf);
             encode_varint(self.n_iter as u64, buf);
         }
-        put_str(3, self.kind, buf);
+        put_field(3, self.kind.as_bytes(), buf);
         if let Some(m) = self.meta {
             encode_key(4, WireType::LengthDelimited, buf);
             encode_varint(m.encoded_len() as u64, buf);
@@ -84,11 +84,11 @@ impl Body for ContributionRef<'_> {
             encode_varint(model_data_len(md) as u64, buf);
             put_model_data(md, buf);
         }
-        put_str(6, self.task_name, buf);
+        put_field(6, self.task_name.as_bytes(), buf);
         for (k, v) in self.metrics {
             encode_key(7, WireType::LengthDelimited, buf);
             encode_varint(metric_len(k, *v) as u64, buf);
-            put_str(1, k, buf);
+            put_field(1, k.as_bytes(), buf);
             if *v != 0.0 {
                 encode_key(2, WireType::SixtyFourBit, buf);
                 buf.put_f64_le(*v);
@@ -140,45 +140,19 @@ pub struct StateRef<'a> {
 
 impl Body for StateRef<'_> {
     fn encoded_len(&self) -> usize {
-        str_len(1, self.client_id) + str_len(2, self.token)
+        field_len(1, self.client_id.as_bytes()) + field_len(2, self.token.as_bytes())
     }
 
     fn put(&self, buf: &mut impl bytes::BufMut) {
-        put_str(1, self.client_id, buf);
-        put_str(2, self.token, buf);
-    }
-}
-
-/// A length-delimited field of `len` bytes: its key, its length and the bytes; 0 when empty
-/// (proto3 leaves an empty field out).
-fn delimited_len(tag: u32, len: usize) -> usize {
-    if len == 0 {
-        0
-    } else {
-        key_len(tag) + encoded_len_varint(len as u64) + len
-    }
-}
-
-fn str_len(tag: u32, s: &str) -> usize {
-    delimited_len(tag, s.len())
-}
-
-fn put_str(tag: u32, s: &str, buf: &mut impl bytes::BufMut) {
-    put_bytes(tag, s.as_bytes(), buf);
-}
-
-fn put_bytes(tag: u32, b: &[u8], buf: &mut impl bytes::BufMut) {
-    if !b.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(b.len() as u64, buf);
-        buf.put_slice(b);
+        put_field(1, self.client_id.as_bytes(), buf);
+        put_field(2, self.token.as_bytes(), buf);
     }
 }
 
 /// A metrics map entry's length: the name, and the value unless it is 0 (prost leaves a
 /// map entry's default key or value out; `-0.0 == 0.0` is left out too).
 fn metric_len(k: &str, v: f64) -> usize {
-    str_len(1, k) + if v != 0.0 { key_len(2) + 8 } else { 0 }
+    field_len(1, k.as_bytes()) + if v != 0.0 { key_len(2) + 8 } else { 0 }
 }
 
 impl ModelRef<'_> {
@@ -222,7 +196,7 @@ impl ModelRef<'_> {
 /// A map entry's length: the tensor's name, and its `NDArray` (left out when empty, the
 /// default) holding the .npy file in its one field.
 fn entry_len(name: &str, npy: usize) -> usize {
-    str_len(1, name) + delimited_len(2, delimited_len(1, npy))
+    field_len(1, name.as_bytes()) + delimited_len(2, delimited_len(1, npy))
 }
 
 /// A `ModelData`'s length: one map entry per tensor.
@@ -241,7 +215,7 @@ fn put_model_data(md: &ModelRef, buf: &mut impl bytes::BufMut) {
     for (i, (k, npy)) in md.tensors().enumerate() {
         encode_key(1, WireType::LengthDelimited, buf);
         encode_varint(entry_len(k, npy) as u64, buf);
-        put_str(1, k, buf);
+        put_field(1, k.as_bytes(), buf);
         if npy > 0 {
             encode_key(2, WireType::LengthDelimited, buf);
             encode_varint(delimited_len(1, npy) as u64, buf);

@@ -392,16 +392,22 @@ fn known_or_shared(bytes: &Bytes, field: Range<usize>) -> Option<Text> {
 }
 
 /// The encoded length of a length-delimited field holding `v`; 0 when empty (left out).
-fn field_len(tag: u32, v: &[u8]) -> usize {
-    if v.is_empty() {
+pub(super) fn field_len(tag: u32, v: &[u8]) -> usize {
+    delimited_len(tag, v.len())
+}
+
+/// The encoded length of a length-delimited field of `len` bytes: its key, its length and the
+/// bytes; 0 when empty (proto3 leaves an empty field out).
+pub(super) fn delimited_len(tag: u32, len: usize) -> usize {
+    if len == 0 {
         0
     } else {
-        key_len(tag) + encoded_len_varint(v.len() as u64) + v.len()
+        key_len(tag) + encoded_len_varint(len as u64) + len
     }
 }
 
 /// Writes a length-delimited field holding `v`, unless it is empty.
-fn put_field(tag: u32, v: &[u8], buf: &mut impl bytes::BufMut) {
+pub(super) fn put_field(tag: u32, v: &[u8], buf: &mut impl bytes::BufMut) {
     if !v.is_empty() {
         encode_key(tag, WireType::LengthDelimited, buf);
         encode_varint(v.len() as u64, buf);
