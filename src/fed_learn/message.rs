@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use bytes::Bytes;
-use prost::encoding::{
-    decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, key_len, WireType,
-};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message as _;
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
@@ -16,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use super::error::FLCommunicationError;
 use super::pb;
 use super::text::Text;
+use super::view::{walk, Field};
 
 /// Header names of Clara's `MsgHeader`.
 pub struct MsgHeader;
@@ -336,13 +335,10 @@ impl Message {
     /// reference is an atomic count on a buffer that other threads also count.
     fn decode_shared(bytes: &Bytes) -> Option<Self> {
         let mut m = Message::default();
-        let mut rest: &[u8] = bytes;
-        while !rest.is_empty() {
-            let (tag, wire) = decode_key(&mut rest).ok()?;
-            if wire != WireType::LengthDelimited {
+        walk(bytes, 0..bytes.len(), |tag, field| {
+            let Field::Delimited(field) = field else {
                 return None;
-            }
-            let field = length_delimited(bytes.len(), &mut rest)?;
+            };
             // As in prost, a field seen twice keeps its last value.
             match tag {
                 1 => m.id = Text::from_utf8(bytes.slice(field)).ok()?,
@@ -355,7 +351,8 @@ impl Message {
                 }
                 _ => return None,
             }
-        }
+            Some(())
+        })?;
         Some(m)
     }
 }
@@ -430,33 +427,22 @@ fn put_header(k: &[u8], v: &[u8], buf: &mut impl bytes::BufMut) {
     put_field(2, v, buf);
 }
 
-/// Where the next length-delimited field of `rest` lies in the buffer that `rest` is a piece
-/// of, given where that piece `end`s in it; moves `rest` past the field.
-fn length_delimited(end: usize, rest: &mut &[u8]) -> Option<Range<usize>> {
-    let len = usize::try_from(decode_varint(rest).ok()?).ok()?;
-    let start = end - rest.len();
-    *rest = rest.get(len..)?;
-    Some(start..start + len)
-}
-
 /// The headers map entry at `bytes[entry]` (key = 1, value = 2, each empty when absent, as in
 /// prost).
 fn header_entry(bytes: &Bytes, entry: Range<usize>) -> Option<(Text, Text)> {
     let (mut k, mut v) = (Text::default(), Text::default());
-    let mut rest = &bytes[entry.clone()];
-    while !rest.is_empty() {
-        let (tag, wire) = decode_key(&mut rest).ok()?;
-        if wire != WireType::LengthDelimited {
+    walk(bytes, entry, |tag, field| {
+        let Field::Delimited(field) = field else {
             return None;
-        }
-        let field = length_delimited(entry.end, &mut rest)?;
+        };
         let field = known_or_shared(bytes, field)?;
         match tag {
             1 => k = field,
             2 => v = field,
             _ => return None,
         }
-    }
+        Some(())
+    })?;
     Some((k, v))
 }
 

@@ -17,7 +17,7 @@ use super::pb;
 const MAX_TENSORS: usize = 8;
 
 /// One field's value.
-enum Field {
+pub(super) enum Field {
     /// A length-delimited field: where its bytes lie.
     Delimited(Range<usize>),
     /// A varint.
@@ -28,7 +28,11 @@ enum Field {
 
 /// Calls `f` with each field of the message at `bytes[at]`, in order; `None` at the first
 /// field that is malformed, of another wire type, or that `f` refuses.
-fn walk(bytes: &[u8], at: Range<usize>, mut f: impl FnMut(u32, Field) -> Option<()>) -> Option<()> {
+pub(super) fn walk(
+    bytes: &[u8],
+    at: Range<usize>,
+    mut f: impl FnMut(u32, Field) -> Option<()>,
+) -> Option<()> {
     let mut rest = bytes.get(at.clone())?;
     while !rest.is_empty() {
         let (tag, wire) = decode_key(&mut rest).ok()?;
