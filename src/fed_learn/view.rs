@@ -27,7 +27,9 @@ pub(super) enum Field {
 }
 
 /// Calls `f` with each field of the message at `bytes[at]`, in order; `None` at the first
-/// field that is malformed, of another wire type, or that `f` refuses.
+/// field that is malformed, of another wire type, or that `f` refuses. (Inlined: every
+/// reader is a loop over a frame's fields, where a call per message cost ~100 instructions.)
+#[inline(always)]
 pub(super) fn walk(
     bytes: &[u8],
     at: Range<usize>,
