@@ -178,9 +178,8 @@ mod avx2 {
     use std::arch::x86_64::{
         __m256d, _mm256_and_pd, _mm256_castpd128_pd256, _mm256_castsi256_pd, _mm256_cmp_pd,
         _mm256_insertf128_pd, _mm256_loadu_si256, _mm256_movemask_pd, _mm256_mul_pd,
-        _mm256_or_si256, _mm256_permute4x64_epi64, _mm256_permute4x64_pd, _mm256_set1_epi64x,
-        _mm256_set1_pd, _mm256_srli_epi64, _mm256_storeu_pd, _mm256_sub_pd, _mm256_unpackhi_pd,
-        _mm256_unpacklo_pd, _mm_loadu_pd, _CMP_LT_OQ,
+        _mm256_or_si256, _mm256_set1_epi64x, _mm256_set1_pd, _mm256_srli_epi64, _mm256_storeu_pd,
+        _mm256_sub_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd, _mm_loadu_pd, _CMP_LT_OQ,
     };
 
     use super::Source;
@@ -211,9 +210,9 @@ mod avx2 {
     ///
     /// Each lane's two edges, `x[i]` and `x[i + 1]`, are adjacent, so one 16-byte load fetches
     /// both; four such loads and two shuffles replace two gathers, which are microcoded and
-    /// slow on CPUs with the Gather Data Sampling mitigation. The shuffles leave the lanes in
-    /// order 0, 2, 1, 3, so the words are permuted the same way before and the results back
-    /// after.
+    /// slow on CPUs with the Gather Data Sampling mitigation. Draws 0 and 2 share a register,
+    /// 1 and 3 the other, so the in-lane unpacks leave the lanes in order (pairing 0 with 1
+    /// instead took a lane-crossing permute of the words before and of the results after).
     #[inline(always)]
     fn fast_path4(edges: &[f64; 257], words: &[u64]) -> Option<__m256d> {
         assert!(words.len() >= 4);
@@ -226,13 +225,13 @@ mod avx2 {
         // the caller's target feature guarantees.
         unsafe {
             let (p0, p1, p2, p3) = (pair(0), pair(1), pair(2), pair(3));
-            // [lo0 hi0 lo1 hi1] and [lo2 hi2 lo3 hi3]; unpacking pairs the 128-bit halves.
-            let a = _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(p0), p1);
-            let b = _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(p2), p3);
-            let lo = _mm256_unpacklo_pd(a, b); // lanes 0, 2, 1, 3
+            // [lo0 hi0 lo2 hi2] and [lo1 hi1 lo3 hi3]: the in-lane unpacks give
+            // [lo0 lo1 lo2 lo3] and [hi0 hi1 hi2 hi3].
+            let a = _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(p0), p2);
+            let b = _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(p1), p3);
+            let lo = _mm256_unpacklo_pd(a, b);
             let hi = _mm256_unpackhi_pd(a, b);
             let w = _mm256_loadu_si256(words.as_ptr().cast());
-            let w = _mm256_permute4x64_epi64::<0b11_01_10_00>(w);
             let bits = _mm256_or_si256(_mm256_srli_epi64::<12>(w), _mm256_set1_epi64x(1024 << 52));
             let u = _mm256_sub_pd(_mm256_castsi256_pd(bits), _mm256_set1_pd(3.0));
             let x = _mm256_mul_pd(u, lo);
@@ -240,7 +239,7 @@ mod avx2 {
             if _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(abs, hi)) != 0b1111 {
                 return None;
             }
-            Some(_mm256_permute4x64_pd::<0b11_01_10_00>(x))
+            Some(x)
         }
     }
 }
