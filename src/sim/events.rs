@@ -42,9 +42,16 @@ pub fn client_name(id: u32) -> String {
     ClientName::new(id).as_str().to_owned()
 }
 
-/// Appends [`client_name`]`(id)`.
+/// Appends [`client_name`]`(id)`: straight from the digits, as every event line with a
+/// client does (through [`ClientName`] it was a UTF-8 check per line).
 fn push_client_name(out: &mut String, id: u32) {
-    out.push_str(ClientName::new(id).as_str());
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(id);
+    out.push_str("client-");
+    for _ in digits.len()..4 {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 /// [`client_name`] on the stack: `client-` and at least four digits, zero-padded. A client
@@ -496,6 +503,11 @@ mod tests {
         assert_eq!(client_name(1234), "client-1234");
         assert_eq!(client_name(123_456), "client-123456");
         assert_eq!(client_name(u32::MAX), "client-4294967295");
+        for id in [0, 7, 42, 999, 1000, 9999, 10_000, 123_456, u32::MAX] {
+            let mut pushed = String::new();
+            push_client_name(&mut pushed, id);
+            assert_eq!(pushed, client_name(id));
+        }
         assert_eq!(Actor::Client(7).to_string(), "client-0007");
     }
 
