@@ -1,10 +1,12 @@
-//! A `Contribution` encoded from borrowed parts, straight into the frame that carries it.
+//! What a client sends most, encoded from borrowed parts straight into the frame that carries
+//! it: its training `Contribution` ([`ContributionRef`], whose model is a `ModelData` or a
+//! [`ModelSource`] that writes its own tensors) and its `ClientState` ([`StateRef`]).
 //!
 //! Why: a client's training contribution was built as a `pb::Contribution` only to be encoded
 //! and dropped: a `String` for each of its words, a map for its one metric, and, for each
 //! tensor, a counted reference to the tensor's bytes that prost's encoder takes and drops
-//! again (the first one allocating, as the buffer becomes shared). [`ContributionRef`] writes
-//! the same bytes as prost from what the client already holds. A test compares the two.
+//! again (the first one allocating, as the buffer becomes shared). These write the same bytes
+//! as prost from what the client already holds; tests compare the two.
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message as _;

@@ -604,7 +604,7 @@ fn local_update(
     let body = msg.body;
     let bytes = body.len();
     let (meta, start) = match plain_training_task(common, chain, &body) {
-        Some(task) => task,
+        Some((meta, start)) => (meta, Ok(start)),
         None => {
             let Ok(task) = <pb::CurrentTask as prost::Message>::decode(body) else {
                 return Tasked::Corrupt;
@@ -633,7 +633,7 @@ fn plain_training_task(
     common: &ClientCommon,
     chain: &TransformChain,
     body: &[u8],
-) -> Option<(pb::MetaData, Result<Net, Failed>)> {
+) -> Option<(pb::MetaData, Net)> {
     if !chain.is_empty() {
         return None;
     }
@@ -643,7 +643,7 @@ fn plain_training_task(
     }
     let tensors = view::model_tensors(body, task.data?)?;
     let start = Net::from_npy(tensors.iter(body), &common.template)?;
-    Some((task.meta.unwrap_or_default(), Ok(start)))
+    Some((task.meta.unwrap_or_default(), start))
 }
 
 /// The global model `model` as a `Net`, once the chain's transformers are undone. A model in

@@ -29,14 +29,13 @@ pub(super) enum Inbound {
     State(Message, Text),
     /// A contribution and, for a training one, its tensors decoded (or why they did not);
     /// boxed, as it is several times the size of the other variants.
-    Submit(Box<Submission>),
+    Submit(Message, Box<Submission>),
     /// A reply: the server asks nothing, so it ignores them.
     Reply,
 }
 
 /// A decoded contribution: see [`Inbound::Submit`].
 pub(super) struct Submission {
-    pub msg: Message,
     /// The token of its client state.
     pub token: Text,
     /// The round its meta data names.
@@ -90,7 +89,7 @@ impl Decoder {
                     Some(s) => s,
                     None => self.submission(wire::body(&msg)?),
                 };
-                Inbound::Submit(Box::new(Submission { msg, ..s }))
+                Inbound::Submit(msg, Box::new(s))
             }
             Method::Reply | Method::Task => Inbound::Reply,
         })
@@ -110,7 +109,6 @@ impl Decoder {
             },
         };
         Submission {
-            msg: Message::default(),
             token: token.unwrap_or_default().into(),
             for_round,
             what,
@@ -131,7 +129,6 @@ impl Decoder {
         let tensors = view::model_tensors(body, c.data?)?;
         let params = Params::from_npy(tensors.iter(body), &self.template)?;
         Some(Submission {
-            msg: Message::default(),
             token: Text::from_utf8(body.slice(c.token)).ok()?,
             for_round: c.meta.map(|m| m.current_round.max(0) as u32),
             what: Submitted::Train {

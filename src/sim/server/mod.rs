@@ -320,7 +320,7 @@ impl Server {
             (Method::Heartbeat, Inbound::State(msg, t)) => self.on_heartbeat(client, &msg.id, t),
             (Method::GetTask, Inbound::State(msg, t)) => self.on_get_task(client, &msg.id, t),
             (Method::Quit, Inbound::State(msg, t)) => self.on_quit(client, &msg.id, t),
-            (_, Inbound::Submit(s)) => self.on_submit(client, *s),
+            (_, Inbound::Submit(msg, s)) => self.on_submit(client, &msg.id, *s),
             _ => {}
         }
     }
@@ -664,8 +664,8 @@ impl Server {
     }
 
     /// A contribution, with its tensors if it is a training one (see `inbound`).
-    fn on_submit(&mut self, client: u32, s: Submission) {
-        let (req, for_round) = (&s.msg.id, s.for_round);
+    fn on_submit(&mut self, client: u32, req: &Text, s: Submission) {
+        let for_round = s.for_round;
         if !self.check_token(client, &s.token) {
             self.reject(client, Reject::UnknownToken, for_round);
             return self.refuse(client, req, "unknown token");
