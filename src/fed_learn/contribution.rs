@@ -27,8 +27,9 @@ pub struct ContributionRef<'a> {
     pub kind: &'a str,
     /// The round's meta data, as the task stamped it.
     pub meta: Option<&'a pb::MetaData>,
-    /// The model.
-    pub data: Option<ModelRef<'a>>,
+    /// The model: a `ModelData`, or anything else that writes its tensors (see
+    /// [`ModelSource`]).
+    pub data: Option<&'a dyn ModelSource>,
     /// The task this answers.
     pub task_name: &'a str,
     /// Metrics by name, in name order and each name once (as a map holds them).
@@ -38,7 +39,7 @@ pub struct ContributionRef<'a> {
 impl Body for ContributionRef<'_> {
     fn encoded_len(&self) -> usize {
         let client = self.client_len();
-        let data = self.data.as_ref().map_or(0, |md| {
+        let data = self.data.map_or(0, |md| {
             let len = model_data_len(md);
             key_len(5) + encoded_len_varint(len as u64) + len
         });
@@ -81,7 +82,7 @@ impl Body for ContributionRef<'_> {
             encode_varint(m.encoded_len() as u64, buf);
             m.encode_raw(buf);
         }
-        if let Some(md) = &self.data {
+        if let Some(md) = self.data {
             encode_key(5, WireType::LengthDelimited, buf);
             encode_varint(model_data_len(md) as u64, buf);
             put_model_data(md, buf);
@@ -113,17 +114,10 @@ impl ContributionRef<'_> {
     }
 }
 
-/// A model to encode as a `ModelData`: one built already, or a [`ModelSource`] that writes
-/// its tensors straight into the frame.
-#[derive(Clone, Copy)]
-pub enum ModelRef<'a> {
-    Data(&'a pb::ModelData),
-    Source(&'a dyn ModelSource),
-}
-
-/// A model held in another layout than `ModelData` (a client's trained net), which writes its
-/// tensors' .npy files on demand: encoding it needs no `ModelData` (a name and a file per
-/// tensor, each allocated and copied only to be copied into the frame).
+/// A model's tensors as a `ModelData` encodes them, written on demand. A `ModelData` is one;
+/// so is a model held in another layout (a client's trained net), whose encoding then needs
+/// no `ModelData` (a name and a file per tensor, each allocated and copied only to be copied
+/// into the frame).
 pub trait ModelSource {
     /// How many tensors.
     fn count(&self) -> usize;
@@ -157,42 +151,28 @@ fn metric_len(k: &str, v: f64) -> usize {
     field_len(1, k.as_bytes()) + if v != 0.0 { key_len(2) + 8 } else { 0 }
 }
 
-impl ModelRef<'_> {
+impl ModelSource for pb::ModelData {
     fn count(&self) -> usize {
-        match self {
-            ModelRef::Data(md) => md.params.len(),
-            ModelRef::Source(s) => s.count(),
-        }
+        self.params.len()
     }
 
-    /// Each tensor's name and .npy length, in name order.
-    fn tensors(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
-        let data = match self {
-            ModelRef::Data(md) => {
-                Some(md.params.iter().map(|(k, t)| (k.as_str(), t.ndarray.len())))
-            }
-            ModelRef::Source(_) => None,
-        };
-        let source = match self {
-            ModelRef::Source(s) => Some((0..s.count()).map(|i| s.tensor(i))),
-            ModelRef::Data(_) => None,
-        };
-        data.into_iter()
-            .flatten()
-            .chain(source.into_iter().flatten())
+    fn tensor(&self, i: usize) -> (&str, usize) {
+        self.params
+            .iter()
+            .nth(i)
+            .map_or(("", 0), |(k, t)| (k.as_str(), t.ndarray.len()))
     }
 
-    /// Appends tensor `i`'s .npy file (`i` in name order).
-    fn put_npy(&self, i: usize, buf: &mut impl bytes::BufMut) {
-        match self {
-            ModelRef::Data(md) => {
-                if let Some(t) = md.params.values().nth(i) {
-                    buf.put_slice(&t.ndarray);
-                }
-            }
-            ModelRef::Source(s) => s.put_npy(i, buf),
+    fn put_npy(&self, i: usize, buf: &mut dyn bytes::BufMut) {
+        if let Some(t) = self.params.values().nth(i) {
+            buf.put_slice(&t.ndarray);
         }
     }
+}
+
+/// Each tensor's name and .npy length, in name order.
+fn tensors(md: &dyn ModelSource) -> impl Iterator<Item = (&str, usize)> {
+    (0..md.count()).map(|i| md.tensor(i))
 }
 
 /// A map entry's length: the tensor's name, and its `NDArray` (left out when empty, the
@@ -202,8 +182,8 @@ fn entry_len(name: &str, npy: usize) -> usize {
 }
 
 /// A `ModelData`'s length: one map entry per tensor.
-fn model_data_len(md: &ModelRef) -> usize {
-    md.tensors()
+fn model_data_len(md: &dyn ModelSource) -> usize {
+    tensors(md)
         .map(|(k, npy)| {
             let len = entry_len(k, npy);
             key_len(1) + encoded_len_varint(len as u64) + len
@@ -212,9 +192,8 @@ fn model_data_len(md: &ModelRef) -> usize {
 }
 
 /// Writes a `ModelData`'s fields, each tensor's .npy file in place.
-fn put_model_data(md: &ModelRef, buf: &mut impl bytes::BufMut) {
-    debug_assert_eq!(md.tensors().count(), md.count());
-    for (i, (k, npy)) in md.tensors().enumerate() {
+fn put_model_data(md: &dyn ModelSource, buf: &mut impl bytes::BufMut) {
+    for (i, (k, npy)) in tensors(md).enumerate() {
         encode_key(1, WireType::LengthDelimited, buf);
         encode_varint(entry_len(k, npy) as u64, buf);
         put_field(1, k.as_bytes(), buf);
@@ -240,7 +219,8 @@ mod tests {
         out
     }
 
-    fn prost_of(c: &ContributionRef) -> Vec<u8> {
+    /// prost's bytes for `c`, whose model is `md`.
+    fn prost_of(c: &ContributionRef, md: Option<&pb::ModelData>) -> Vec<u8> {
         pb::Contribution {
             client: Some(pb::ClientState {
                 client_id: c.client_id.into(),
@@ -250,10 +230,7 @@ mod tests {
             n_iter: c.n_iter,
             r#type: c.kind.into(),
             meta_data: c.meta.cloned(),
-            data: c.data.map(|d| match d {
-                ModelRef::Data(md) => md.clone(),
-                ModelRef::Source(_) => unreachable!("tests encode ModelData"),
-            }),
+            data: md.cloned(),
             task_name: c.task_name.into(),
             metrics: c.metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
@@ -283,44 +260,60 @@ mod tests {
             n_iter: 64,
             kind: "train",
             meta: Some(&meta),
-            data: Some(ModelRef::Data(&md)),
+            data: Some(&md),
             task_name: "train",
             metrics: &[("train_loss", 1.25)],
         };
+        // Each case with the model prost encodes for it.
         let cases = [
-            ContributionRef { ..base },
-            ContributionRef {
-                token: "",
-                n_iter: 0,
-                metrics: &[("train_loss", 0.0)],
-                ..base
-            },
-            ContributionRef {
-                n_iter: -5,
-                metrics: &[("", 2.0), ("a", -0.0), ("b", f64::NAN)],
-                ..base
-            },
-            ContributionRef {
-                client_id: "",
-                kind: "",
-                meta: None,
-                data: None,
-                task_name: "",
-                metrics: &[],
-                ..base
-            },
-            ContributionRef {
-                meta: Some(&pb::MetaData::default()),
-                data: Some(ModelRef::Data(&empty)),
-                ..base
-            },
-            ContributionRef {
-                data: Some(ModelRef::Data(&odd)),
-                ..base
-            },
+            (ContributionRef { ..base }, Some(&md)),
+            (
+                ContributionRef {
+                    token: "",
+                    n_iter: 0,
+                    metrics: &[("train_loss", 0.0)],
+                    ..base
+                },
+                Some(&md),
+            ),
+            (
+                ContributionRef {
+                    n_iter: -5,
+                    metrics: &[("", 2.0), ("a", -0.0), ("b", f64::NAN)],
+                    ..base
+                },
+                Some(&md),
+            ),
+            (
+                ContributionRef {
+                    client_id: "",
+                    kind: "",
+                    meta: None,
+                    data: None,
+                    task_name: "",
+                    metrics: &[],
+                    ..base
+                },
+                None,
+            ),
+            (
+                ContributionRef {
+                    meta: Some(&pb::MetaData::default()),
+                    data: Some(&empty),
+                    ..base
+                },
+                Some(&empty),
+            ),
+            (
+                ContributionRef {
+                    data: Some(&odd),
+                    ..base
+                },
+                Some(&odd),
+            ),
         ];
-        for (i, c) in cases.iter().enumerate() {
-            assert_eq!(encoded(c), prost_of(c), "case {i}");
+        for (i, (c, model)) in cases.iter().enumerate() {
+            assert_eq!(encoded(c), prost_of(c, *model), "case {i}");
             let state = pb::ClientState {
                 client_id: c.client_id.into(),
                 token: c.token.into(),

@@ -26,7 +26,7 @@ pub mod pb {
 
 pub use compress::MessageCompressor;
 pub use context::{ApplicationContext, FLContext, Prop, Props};
-pub use contribution::{ContributionRef, ModelRef, ModelSource, StateRef};
+pub use contribution::{ContributionRef, ModelSource, StateRef};
 pub use encrypt::ModelEncryptor;
 pub use error::{FLAdminError, FLCommunicationError};
 pub use event::EventType;

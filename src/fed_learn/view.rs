@@ -169,16 +169,23 @@ pub(crate) fn current_task(bytes: &[u8]) -> Option<TaskView> {
         }
         Some(())
     })?;
-    let meta = match meta {
-        Some(r) => Some(pb::MetaData::decode(&bytes[r]).ok()?),
-        None => None,
-    };
+    let meta = meta_data(bytes, meta)?;
     Some(TaskView {
         meta,
         data,
         task_name,
         should_train,
     })
+}
+
+/// The `MetaData` at `bytes[at]`, if there is one: `None` when it does not decode (for prost
+/// to reject), `Some(None)` when the message has none. (It holds only numbers: decoding it
+/// allocates nothing.)
+fn meta_data(bytes: &[u8], at: Option<Range<usize>>) -> Option<Option<pb::MetaData>> {
+    match at {
+        Some(r) => pb::MetaData::decode(&bytes[r]).ok().map(Some),
+        None => Some(None),
+    }
 }
 
 /// A `Contribution`, read in place.
@@ -235,10 +242,7 @@ pub(crate) fn contribution(bytes: &[u8]) -> Option<ContributionView> {
         }
         None => 0..0,
     };
-    let meta = match meta {
-        Some(r) => Some(pb::MetaData::decode(&bytes[r]).ok()?),
-        None => None,
-    };
+    let meta = meta_data(bytes, meta)?;
     Some(ContributionView {
         token,
         n_iter,

@@ -17,8 +17,8 @@ use super::wire::{self, types};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::view;
 use crate::fed_learn::{
-    ContributionRef, EventType, Message, MessageId, MessageIds, ModelRef, ModelTransformer, Proto,
-    StateRef, Text, TransformChain,
+    ContributionRef, EventType, Message, MessageId, MessageIds, ModelSource, ModelTransformer,
+    Proto, StateRef, Text, TransformChain,
 };
 use crate::learn::{ClientData, ModelKind, Net, NetTensors, Params, TrainConfig};
 use crate::rng::{self, NONE};
@@ -692,7 +692,7 @@ fn train(
         params
     });
     let name = ClientName::new(id);
-    let frame_with = |data: ModelRef| {
+    let frame_with = |data: &dyn ModelSource| {
         let c = ContributionRef {
             client_id: name.as_str(),
             token: token.as_deref().unwrap_or_default(),
@@ -707,15 +707,10 @@ fn train(
     };
     // With no transformers to apply, the tensors go from the net straight into the frame.
     let frame = if chain.is_empty() {
-        Some(frame_with(ModelRef::Source(&NetTensors::new(
-            &net, template,
-        ))))
+        Some(frame_with(&NetTensors::new(&net, template)))
     } else {
         let md = net.to_model_data(template);
-        chain
-            .encode(md)
-            .ok()
-            .map(|md| frame_with(ModelRef::Data(&md)))
+        chain.encode(md).ok().map(|md| frame_with(&md))
     };
     Ok(Trained {
         n_iter,
