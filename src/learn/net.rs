@@ -338,12 +338,51 @@ fn output_gradient(out: &mut [f32], m: usize, y: TargetsView) -> f64 {
 }
 
 /// Turns rows of `m` logits (padded) into probabilities in place; returns the cross-entropy
-/// summed over rows, row by row, against `classes`.
+/// summed over rows against `classes`.
+///
+/// `Σ -ln p` is taken as `-ln Π p` over sixteen rows at a time, one logarithm instead of
+/// sixteen (they were ~2% of a W1 run): with every `p` clamped to at least 1e-12, a product of
+/// sixteen stays above 1e-192, far from f64's underflow.
 fn softmax_xent(out: &mut [f32], m: usize, classes: &[u32]) -> f64 {
     kernel::softmax_rows(out, m);
+    let stride = kernel::padded(m).max(1);
     let mut loss = 0.0;
-    for (row, &k) in out.chunks_exact(kernel::padded(m)).zip(classes) {
-        loss += -f64::from(row[k as usize].max(1e-12)).ln();
+    for (rows, classes) in out.chunks(16 * stride).zip(classes.chunks(16)) {
+        let product: f64 = rows
+            .chunks_exact(stride)
+            .zip(classes)
+            .map(|(row, &k)| f64::from(row[k as usize].max(1e-12)))
+            .product();
+        loss -= product.ln();
     }
     loss
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_is_the_sum_of_each_rows_log_loss() {
+        // 37 rows of 3 classes: two whole groups of sixteen and a short one; one row's true
+        // class has a probability that underflows to 0 and counts as 1e-12.
+        let (m, stride) = (3, kernel::padded(3));
+        let mut out = vec![0.0f32; 37 * stride];
+        let classes: Vec<u32> = (0..37).map(|i| i % 3).collect();
+        for (i, row) in out.chunks_exact_mut(stride).enumerate() {
+            row[..m].copy_from_slice(&[i as f32 * 0.3, -(i as f32) * 0.1, 1.5]);
+        }
+        out[5 * stride + 2] = -200.0;
+        let mut probs = out.clone();
+        kernel::softmax_rows(&mut probs, m);
+        let want: f64 = probs
+            .chunks_exact(stride)
+            .zip(&classes)
+            .map(|(row, &k)| -f64::from(row[k as usize].max(1e-12)).ln())
+            .sum();
+        let got = softmax_xent(&mut out, m, &classes);
+        assert_eq!(out, probs, "rows become probabilities");
+        assert!((got - want).abs() < 1e-12 * want, "{got} vs {want}");
+        assert!(want > 27.0, "the clamped row adds ln 1e12");
+    }
 }
