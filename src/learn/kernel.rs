@@ -235,6 +235,11 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// row still sees exactly the portable loop's operations in its order.
 pub(crate) fn softmax_rows(out: &mut [f32], m: usize) {
     #[cfg(target_arch = "x86_64")]
+    if has_avx512() && std::arch::is_x86_feature_detected!("avx512vl") {
+        // SAFETY: the CPU supports AVX-512F/DQ/VL, AVX2 and FMA, checked just above.
+        return unsafe { avx512::softmax_rows(out, m) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { avx2::softmax_rows(out, m) };
@@ -634,40 +639,50 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn softmax_rows(out: &mut [f32], m: usize) {
+        softmax_rows_inline(out, m)
+    }
+
+    /// [`softmax_rows`], to be compiled into callers with more registers too.
+    #[inline(always)]
+    pub(super) fn softmax_rows_inline(out: &mut [f32], m: usize) {
         let mp = padded(m);
         if m == 0 || m > SOFTMAX_MAX {
             return super::portable::softmax_rows(out, m);
         }
-        let whole = out.len() / (8 * mp) * 8 * mp;
-        let (blocks, rest) = out.split_at_mut(whole);
-        let zero = _mm256_setzero_ps();
-        for block in blocks.chunks_exact_mut(8 * mp) {
-            // v[h][c] holds column 8h + c of the eight rows (one row per lane); columns past
-            // the row's stride stay zero.
-            let mut v = [[zero; LANES]; 2];
-            for (h, half) in v.iter_mut().enumerate().take(mp / LANES) {
-                *half = transpose8(rows8(block, mp, h));
+        // SAFETY: register arithmetic and the loads and stores of `rows8` and `put_rows8`;
+        // only inlined into functions compiled with AVX2 and FMA.
+        unsafe {
+            let whole = out.len() / (8 * mp) * 8 * mp;
+            let (blocks, rest) = out.split_at_mut(whole);
+            let zero = _mm256_setzero_ps();
+            for block in blocks.chunks_exact_mut(8 * mp) {
+                // v[h][c] holds column 8h + c of the eight rows (one row per lane); columns past
+                // the row's stride stay zero.
+                let mut v = [[zero; LANES]; 2];
+                for (h, half) in v.iter_mut().enumerate().take(mp / LANES) {
+                    *half = transpose8(rows8(block, mp, h));
+                }
+                let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
+                for c in v.as_flattened().iter().take(m) {
+                    // `v > max ? v : max`, lane by lane: the portable loop's test.
+                    max = _mm256_max_ps(*c, max);
+                }
+                let mut sum = zero;
+                for c in v.as_flattened_mut().iter_mut().take(m) {
+                    *c = exp8(_mm256_sub_ps(*c, max));
+                    sum = _mm256_add_ps(sum, *c);
+                }
+                let inv = _mm256_div_ps(_mm256_set1_ps(1.0), sum);
+                for (j, c) in v.as_flattened_mut().iter_mut().enumerate() {
+                    // The padding columns go back as zeros.
+                    *c = if j < m { _mm256_mul_ps(*c, inv) } else { zero };
+                }
+                for (h, half) in v.iter().enumerate().take(mp / LANES) {
+                    put_rows8(block, mp, h, transpose8(*half));
+                }
             }
-            let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
-            for c in v.as_flattened().iter().take(m) {
-                // `v > max ? v : max`, lane by lane: the portable loop's test.
-                max = _mm256_max_ps(*c, max);
-            }
-            let mut sum = zero;
-            for c in v.as_flattened_mut().iter_mut().take(m) {
-                *c = exp8(_mm256_sub_ps(*c, max));
-                sum = _mm256_add_ps(sum, *c);
-            }
-            let inv = _mm256_div_ps(_mm256_set1_ps(1.0), sum);
-            for (j, c) in v.as_flattened_mut().iter_mut().enumerate() {
-                // The padding columns go back as zeros.
-                *c = if j < m { _mm256_mul_ps(*c, inv) } else { zero };
-            }
-            for (h, half) in v.iter().enumerate().take(mp / LANES) {
-                put_rows8(block, mp, h, transpose8(*half));
-            }
+            super::portable::softmax_rows(rest, m);
         }
-        super::portable::softmax_rows(rest, m);
     }
 
     /// Lane group `h` of each of the eight rows (stride `mp`) in `block`.
@@ -925,6 +940,18 @@ mod avx512 {
                     _mm512_storeu_ps(w1.as_mut_ptr().add(at(q)), acc[1][q]);
                 }
             }
+        }
+    }
+
+    /// The AVX2 [`softmax_rows`](super::avx2::softmax_rows), the same instructions and bits,
+    /// with AVX-512VL's sixteen more vector registers: its eight rows' sixteen columns,
+    /// maximum, sum and `exp` constants then fit without spilling (~1/3 of its time).
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    pub(super) fn softmax_rows(out: &mut [f32], m: usize) {
+        // W1's ten classes as a constant, so the column loops unroll and stay in registers.
+        match m {
+            10 => super::avx2::softmax_rows_inline(out, 10),
+            _ => super::avx2::softmax_rows_inline(out, m),
         }
     }
 
