@@ -508,16 +508,7 @@ impl DataSpec {
         with_draws(m * d, |z| {
             // All the draws at once, row after row: the same values as a row at a time.
             normal::fill(r, z);
-            // Written once, padding and all: zero-filling first would be a second pass.
-            for z in z.chunks_exact(d.max(1)) {
-                x.extend(
-                    z.iter()
-                        .zip(mean)
-                        .zip(std)
-                        .map(|((z, mean), std)| mean + std * *z as f32),
-                );
-                x.extend(std::iter::repeat_n(0.0, stride - d));
-            }
+            kernel::scaled_rows(z, mean, std, &mut x);
         });
         x.resize(m * stride, 0.0);
         let c = dist.b.len();
