@@ -263,7 +263,7 @@ pub(crate) fn native_bytes<A: NpyElement>(data: &[A]) -> &[u8] {
 
 /// Copies `n` native-order elements out of `data` (exactly `n * A::SIZE` bytes) into `v`,
 /// replacing its contents, in one memcpy.
-fn native_copy_into<A: NpyElement>(data: &[u8], n: usize, v: &mut Vec<A>) {
+pub(crate) fn native_copy_into<A: NpyElement>(data: &[u8], n: usize, v: &mut Vec<A>) {
     assert_eq!(data.len(), n * A::SIZE);
     debug_assert_eq!(std::mem::size_of::<A>(), A::SIZE);
     v.clear();

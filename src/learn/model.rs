@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{Dataset, Targets};
 use super::net::{with_scratch, Net};
+use crate::fed_learn::numproto;
 use crate::fed_learn::pb::ModelData;
 use crate::fed_learn::{ndarray_to_proto, proto_to_ndarray, NumprotoError};
 use crate::rng::Stream;
@@ -134,8 +135,8 @@ impl Params {
         let params = tensors
             .zip(&like.0)
             .map(|((name, npy), (want, shape_of))| {
-                let a = crate::fed_learn::numproto::npy_to_ndarray::<f32>(npy)?;
-                (name == want && a.shape() == shape_of.shape()).then(|| (want.clone(), a))
+                let a = numproto::npy_to_ndarray_shaped::<f32>(npy, shape_of.shape())?;
+                (name == want).then(|| (want.clone(), a))
             })
             .collect::<Option<_>>()?;
         Some(Params(params))
