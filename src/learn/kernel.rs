@@ -1008,8 +1008,9 @@ mod avx512 {
     }
 
     /// The AVX2 [`softmax_rows`](super::avx2::softmax_rows), the same instructions and bits,
-    /// with AVX-512VL's sixteen more vector registers: its eight rows' sixteen columns,
-    /// maximum, sum and `exp` constants then fit without spilling (~1/3 of its time).
+    /// with AVX-512VL's sixteen more vector registers for its eight rows' columns, maximum,
+    /// sum and `exp` constants, which spilled to the stack with sixteen (with the constant
+    /// class count below, ~22% off the kernel's time in W1).
     #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
     pub(super) fn softmax_rows(out: &mut [f32], m: usize) {
         // W1's ten classes as a constant, so the column loops unroll and stay in registers.
@@ -1330,6 +1331,8 @@ mod tests {
             (3, 8, 64),
             (5, 130, 13),
             (9, 20, 3),
+            // Even lane-group counts take the AVX-512 step's wide path: eighteen (more than
+            // one block of registers) and two (one register).
             (6, 144, 7),
             (4, 16, 3),
         ] {
