@@ -8,7 +8,8 @@ use common::*;
 use fedsim::dist::Dist;
 use fedsim::fed_learn::{EventType, FLContext};
 use fedsim::sim::{
-    Action, Actor, EventHandler, EventRecord, Fault, Profile, SimEvent, Span, Trigger, SECOND,
+    Action, Actor, Direction, EventHandler, EventRecord, Fault, Profile, SimEvent, Span, Trigger,
+    SECOND,
 };
 use fedsim::{SimConfig, Simulation};
 
@@ -74,7 +75,14 @@ fn eventful(seed: u64, threads: usize) -> SimConfig {
         f(Trigger::Time(20 * SECOND), vec![14, 15], Action::Join),
         f(Trigger::Round(3), vec![11], Action::Quit),
         f(Trigger::Round(2), vec![12], Action::Crash),
-        f(Trigger::Round(1), vec![13], Action::Corrupt { messages: 1 }),
+        f(
+            Trigger::Round(1),
+            vec![13],
+            Action::Corrupt {
+                messages: 1,
+                direction: Direction::Up,
+            },
+        ),
     ];
     cfg
 }
@@ -179,7 +187,10 @@ fn a_scripted_corruption_rejects_that_contribution_as_corrupt() {
     cfg.faults.push(Fault {
         at: Trigger::Round(1),
         clients: vec![2],
-        action: Action::Corrupt { messages: 1 },
+        action: Action::Corrupt {
+            messages: 1,
+            direction: Direction::Up,
+        },
     });
     cfg.server.min_num_clients = 3;
     let r = Simulation::new(cfg).run().unwrap();

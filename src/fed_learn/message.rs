@@ -112,6 +112,12 @@ impl MessageIds {
 pub struct MessageId([u8; 36]);
 
 impl MessageId {
+    /// A copy of `id` held in place, if it is as long as the ids fedsim draws: for a receiver
+    /// that remembers which message it answered without keeping the message's frame alive.
+    pub fn copy_of(id: &str) -> Option<MessageId> {
+        id.as_bytes().try_into().ok().map(MessageId)
+    }
+
     /// The id.
     pub fn as_str(&self) -> &str {
         // Hex digits and dashes: ASCII, which `from_utf8` checks a word at a time.

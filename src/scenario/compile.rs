@@ -12,7 +12,8 @@ use crate::dist::Dist;
 use crate::learn::{DataSpec, Generator, ModelKind, TrainConfig};
 use crate::rng::{self, NONE};
 use crate::sim::{
-    Action, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger, SECOND,
+    Action, Direction, Fault, Profile, RetryConfig, ServerConfig, SimConfig, Span, TransportConfig,
+    Trigger, SECOND,
 };
 
 /// Collects positioned errors while compiling.
@@ -45,6 +46,7 @@ pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
     let data = data(f, ck);
     let server = server(f, ck);
     let transport = transport(f, ck);
+    let retry = retry(&f.clients.retry, ck);
     let groups = group_blocks(f, ck);
     let joins: u32 = f
         .events
@@ -89,6 +91,7 @@ pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
         initial_clients: count,
         profiles,
         faults,
+        retry,
         threads: 1,
     })
 }
@@ -278,6 +281,52 @@ fn transport(f: &ScenarioFile, ck: &mut Checker) -> TransportConfig {
         loss_rate: t.loss,
         corruption_rate: t.corruption,
     }
+}
+
+fn retry(r: &RetrySpec, ck: &mut Checker) -> RetryConfig {
+    let d = RetryConfig::default();
+    let t = |q: Option<super::units::Q<super::units::Time>>, default: u64| {
+        q.map_or(default, |q| q.value.round() as u64)
+    };
+    let cfg = RetryConfig {
+        deadline: t(r.deadline, d.deadline),
+        initial: t(r.backoff.initial, d.initial),
+        max: t(r.backoff.max, d.max),
+        multiplier: r.backoff.multiplier.unwrap_or(d.multiplier),
+        jitter: r.backoff.jitter.unwrap_or(d.jitter),
+    };
+    if cfg.deadline < crate::sim::MIN_DEADLINE {
+        ck.err(
+            "clients.retry.deadline",
+            "expected a deadline of at least 1ms: the server answers a task request it holds after half of it, and the client asks again at once",
+            None,
+        );
+    }
+    if !(cfg.multiplier >= 1.0 && cfg.multiplier.is_finite()) {
+        ck.err(
+            "clients.retry.backoff.multiplier",
+            format!(
+                "expected a finite multiplier of at least 1, found {}",
+                cfg.multiplier
+            ),
+            None,
+        );
+    }
+    if !(0.0..1.0).contains(&cfg.jitter) {
+        ck.err(
+            "clients.retry.backoff.jitter",
+            format!("expected a fraction in [0, 1), found {}", cfg.jitter),
+            None,
+        );
+    }
+    if cfg.max < cfg.initial {
+        ck.err(
+            "clients.retry.backoff.max",
+            "expected a longest wait no shorter than the first (`initial`)",
+            None,
+        );
+    }
+    cfg
 }
 
 fn parse_key(hex: &str) -> Option<[u8; 32]> {
@@ -507,6 +556,10 @@ fn events(
                 corrupt: Some(c), ..
             } => Action::Corrupt {
                 messages: c.messages,
+                direction: match c.direction {
+                    DirectionSpec::Up => Direction::Up,
+                    DirectionSpec::Down => Direction::Down,
+                },
             },
             _ => continue,
         };

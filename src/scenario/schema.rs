@@ -279,6 +279,41 @@ pub struct ClientsSpec {
     /// Device and link groups; shares must sum to 1. Omit for instant compute and ideal links.
     #[serde(default)]
     pub groups: Vec<GroupSpec>,
+    /// How clients retry a call (login, task request, contribution) that gets no answer.
+    #[serde(default)]
+    pub retry: RetrySpec,
+}
+
+/// A call deadline and a retry backoff, as a gRPC client has.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// How long a call may go unanswered before it is sent again (default 30s). The server
+    /// answers a task request it has no task for after half of it.
+    #[serde(default)]
+    pub deadline: Option<Q<Time>>,
+    /// The wait before each retry.
+    #[serde(default)]
+    pub backoff: BackoffSpec,
+}
+
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSpec {
+    /// The first retry's wait (default 1s).
+    #[serde(default)]
+    pub initial: Option<Q<Time>>,
+    /// The longest wait (default 1m).
+    #[serde(default)]
+    pub max: Option<Q<Time>>,
+    /// Each further wait is this many times the last (default 1.6).
+    #[serde(default)]
+    pub multiplier: Option<f64>,
+    /// Waits are spread by this fraction either way, from the client's own stream (default
+    /// 0.2).
+    #[serde(default)]
+    pub jitter: Option<f64>,
 }
 
 /// A group of clients with one device and link model.
@@ -462,8 +497,22 @@ pub enum SlowWhat {
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CorruptSpec {
-    /// How many of the client's next messages.
+    /// How many of the next messages on the client's link.
     pub messages: u32,
+    /// `up`: what the client sends (default); `down`: what the server sends it.
+    #[serde(default)]
+    pub direction: DirectionSpec,
+}
+
+/// Which way across a client's link.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectionSpec {
+    /// Client to server.
+    #[default]
+    Up,
+    /// Server to client.
+    Down,
 }
 
 /// One assertion. Its keys say what kind it is:

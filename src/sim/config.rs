@@ -119,11 +119,55 @@ pub enum Action {
     },
     /// The client's task panics.
     Crash,
-    /// The next `messages` messages the client sends arrive damaged.
+    /// The next `messages` messages on the client's link, the given way, arrive damaged.
     Corrupt {
         /// How many messages.
         messages: u32,
+        /// Which way: what the client sends, or what the server sends it.
+        direction: Direction,
     },
+}
+
+/// Which way a message crosses a client's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    /// Client to server.
+    Up,
+    /// Server to client.
+    Down,
+}
+
+/// How a client retries a call that got no answer, as a gRPC client with deadlines and a
+/// retry policy would: each call (login, task request, contribution) must be answered within
+/// `deadline` of being sent, or it is sent again after a backoff. The k-th retry waits
+/// `min(initial × multiplier^(k-1), max)`, spread by ±`jitter` drawn from the client's own
+/// stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryConfig {
+    /// How long a call may go unanswered.
+    pub deadline: Micros,
+    /// The first retry's backoff.
+    pub initial: Micros,
+    /// The longest backoff.
+    pub max: Micros,
+    /// Each further retry's backoff is this many times the last.
+    pub multiplier: f64,
+    /// Backoffs are spread uniformly by this fraction either way.
+    pub jitter: f64,
+}
+
+impl Default for RetryConfig {
+    /// A 30 s deadline (as Clara's client `retry_timeout`), then gRPC's connection backoff
+    /// (1 s, ×1.6, ±20%), capped at a minute.
+    fn default() -> Self {
+        RetryConfig {
+            deadline: 30 * SECOND,
+            initial: SECOND,
+            max: 60 * SECOND,
+            multiplier: 1.6,
+            jitter: 0.2,
+        }
+    }
 }
 
 /// How long a fault lasts.
@@ -179,6 +223,8 @@ pub struct SimConfig {
     pub profiles: Vec<Profile>,
     /// Scripted faults.
     pub faults: Vec<Fault>,
+    /// How clients retry calls that get no answer.
+    pub retry: RetryConfig,
     /// Threads for local training: 1 trains on the simulation thread; more use a blocking pool
     /// of that size. Results are identical either way.
     pub threads: usize,
@@ -204,6 +250,7 @@ impl SimConfig {
             initial_clients: clients,
             profiles: vec![Profile::default(); clients as usize],
             faults: Vec::new(),
+            retry: RetryConfig::default(),
             threads: 1,
         }
     }

@@ -26,6 +26,15 @@ impl Actor {
             Actor::Client(id) => 2 + u64::from(id),
         }
     }
+
+    /// The actor of an ordering rank; `None` for the world's own rank 0.
+    pub(crate) fn from_rank(rank: u64) -> Option<Actor> {
+        match rank {
+            0 => None,
+            1 => Some(Actor::Server),
+            r => u32::try_from(r - 2).ok().map(Actor::Client),
+        }
+    }
 }
 
 impl fmt::Display for Actor {
@@ -114,8 +123,11 @@ pub enum SimEvent {
     ClientCrashed,
     /// A client's device or link became slower.
     SlowStart,
-    /// A slowed client is back to its normal speed.
+    /// A slowdown is over (others may still be in force).
     SlowEnd,
+    /// A client sent a call again: it got no answer by its deadline, or the answer came
+    /// damaged. `detail.method` names the call, `detail.attempt` counts the retries.
+    RequestRetry,
 }
 
 impl SimEvent {
@@ -135,11 +147,12 @@ impl SimEvent {
             SimEvent::ClientCrashed => "client_crashed",
             SimEvent::SlowStart => "slow_start",
             SimEvent::SlowEnd => "slow_end",
+            SimEvent::RequestRetry => "request_retry",
         }
     }
 
     /// Every simulator event.
-    pub const ALL: [SimEvent; 13] = [
+    pub const ALL: [SimEvent; 14] = [
         SimEvent::ClientJoin,
         SimEvent::DropoutStart,
         SimEvent::DropoutEnd,
@@ -153,6 +166,7 @@ impl SimEvent {
         SimEvent::ClientCrashed,
         SimEvent::SlowStart,
         SimEvent::SlowEnd,
+        SimEvent::RequestRetry,
     ];
 }
 

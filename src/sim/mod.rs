@@ -34,13 +34,14 @@ use std::sync::Arc;
 use prost::Message as _;
 
 pub use config::{
-    Action, Fault, Profile, ServerConfig, SimConfig, Span, TransportConfig, Trigger, SECOND,
+    Action, Direction, Fault, Profile, RetryConfig, ServerConfig, SimConfig, Span, TransportConfig,
+    Trigger, SECOND,
 };
 pub use events::{client_name, Actor, EventHandler, EventName, EventRecord, SimEvent, Val};
 pub use log::{EventLog, Query, Reason};
 pub use port::Micros;
 pub use server::{CrossSiteMatrix, RoundStats};
-pub use world::Traffic;
+pub use world::{Traffic, WireRecord};
 
 use crate::aggregate::{self, Aggregator};
 use crate::fed_learn::pb::ModelData;
@@ -95,6 +96,9 @@ pub struct RunResult {
     pub client_updates: u64,
     /// Virtual time at the end.
     pub virtual_us: Micros,
+    /// Every message that crossed a client's link, in the order it was sent, if recorded
+    /// (see [`Simulation::record_wire`]); empty otherwise.
+    pub wire: Vec<WireRecord>,
     /// Wall-clock seconds the run took (not part of any deterministic output).
     pub wall_s: f64,
 }
@@ -122,6 +126,7 @@ pub struct Simulation {
     handlers: Vec<Box<dyn EventHandler>>,
     sink: Option<Box<dyn Write + Send>>,
     keep_events: bool,
+    record_wire: bool,
 }
 
 impl Simulation {
@@ -133,6 +138,7 @@ impl Simulation {
             handlers: Vec::new(),
             sink: None,
             keep_events: true,
+            record_wire: false,
         }
     }
 
@@ -166,6 +172,15 @@ impl Simulation {
         self
     }
 
+    /// Whether [`RunResult::wire`] records every message that crossed a client's link: when
+    /// it was sent and arrived, which way, what it was. For tests of protocol behaviour that
+    /// the event log alone cannot show (which messages a client sent while it was out, the
+    /// order in which a link delivered). Default false.
+    pub fn record_wire(mut self, record: bool) -> Self {
+        self.record_wire = record;
+        self
+    }
+
     /// Runs on a fresh paused, current-thread runtime with `threads` blocking threads.
     pub fn run(self) -> Result<RunResult, SimError> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -187,6 +202,7 @@ impl Simulation {
             handlers,
             sink,
             keep_events,
+            record_wire,
         } = self;
         validate(&cfg)?;
         let aggregator = match aggregator {
@@ -230,6 +246,7 @@ impl Simulation {
             pool: pool.clone(),
             lookahead: prefetch,
             initial_clients: cfg.initial_clients,
+            hold: cfg.retry.deadline / 2,
         };
         let server = Server::new(Port::new(Actor::Server, rx, shared.clone()), setup);
         let server = tokio::spawn(server.run());
@@ -240,6 +257,7 @@ impl Simulation {
             data: cache,
             training: cfg.training,
             heart_beat_interval: cfg.server.heart_beat_interval.max(1),
+            retry: cfg.retry,
             template: template.clone(),
             pool: pool.clone(),
             keep_best: cfg.server.cross_site_validation,
@@ -266,7 +284,18 @@ impl Simulation {
         });
         let bus = EventBus::new(handlers, sink, keep_events, app);
         let net = network::Network::new(cfg.seed, cfg.transport.clone(), cfg.profiles.clone());
-        let mut world = World::new(shared.clone(), inboxes, bus, net, cfg.faults.clone());
+        let faults = cfg.faults.clone();
+        let mut world = World::new(
+            shared.clone(),
+            inboxes,
+            bus,
+            net,
+            faults,
+            cfg.initial_clients,
+        );
+        if record_wire {
+            world.wire = Some(Vec::new());
+        }
         let completed = world.run((0..cfg.initial_clients).collect()).await;
         if !completed {
             world.stalled();
@@ -303,6 +332,7 @@ impl Simulation {
                 .map(|(k, v)| (k.as_str().to_string(), *v))
                 .collect(),
             virtual_us: shared.now(),
+            wire: world.wire.take().unwrap_or_default(),
             wall_s: wall.elapsed().as_secs_f64(),
         })
     }
@@ -358,6 +388,10 @@ fn chain(cfg: &SimConfig, index: u64) -> TransformChain {
     TransformChain::new(steps)
 }
 
+/// The shortest call deadline: a server holds a task request for half of it, and a client
+/// asks again at once when the hold is over, so a much shorter one is a busy loop.
+pub const MIN_DEADLINE: Micros = 1_000;
+
 fn validate(cfg: &SimConfig) -> Result<(), SimError> {
     let bad = |m: String| Err(SimError::Config(m));
     if cfg.initial_clients as usize > cfg.profiles.len() {
@@ -372,6 +406,16 @@ fn validate(cfg: &SimConfig) -> Result<(), SimError> {
     }
     if cfg.training.batch_size == 0 {
         return bad("batch_size must be at least 1".into());
+    }
+    let r = &cfg.retry;
+    if r.deadline < MIN_DEADLINE {
+        return bad(format!(
+            "the call deadline must be at least {MIN_DEADLINE} us, found {}",
+            r.deadline
+        ));
+    }
+    if !(r.multiplier >= 1.0 && r.multiplier.is_finite()) || !(0.0..1.0).contains(&r.jitter) {
+        return bad("retry backoff needs a finite multiplier >= 1 and a jitter in [0, 1)".into());
     }
     for f in &cfg.faults {
         if let Some(c) = f.clients.iter().find(|c| **c >= cfg.total_clients()) {

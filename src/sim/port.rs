@@ -52,35 +52,44 @@ pub(crate) enum Timer {
     WaitAfterMin(u32),
     /// Server: look for clients silent past `heart_beat_timeout`.
     HeartbeatCheck,
+    /// Server: answer task requests it has held for as long as it holds one.
+    TaskPolls,
     /// Server: cross-site validation's phase `0` (best models) or `1` (results) timed out.
     CrossSiteTimeout(u8),
     /// Client: time for a heartbeat; stale if the epoch moved on.
     Heartbeat(u64),
     /// Client: local training for `round` is finished; stale if the epoch moved on.
     TrainingDone { round: u32, epoch: u64 },
-    /// Client: a timed dropout is over.
+    /// Client: a call's deadline or backoff may be over; stale if the epoch moved on.
+    Calls(u64),
+    /// Client: the timed dropout with this id is over.
     DropoutEnd(u64),
-    /// Client: a timed slowdown is over.
+    /// Client: the timed device slowdown with this id is over.
     SlowEnd(u64),
 }
 
-/// What the world (the scenario's faults) does to a client.
+/// What the world (the scenario's faults) does to a client. Dropouts and slowdowns carry the
+/// id of the fault that caused them, so that each end ends its own start and no other.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Control {
     /// Start: register with the server.
     Start,
     /// Stop answering; `until` ends it at that time, else a later `DropoutEnd` does.
-    Dropout { until: Option<Micros> },
-    /// Come back from a dropout.
-    DropoutEnd,
+    Dropout { id: u64, until: Option<Micros> },
+    /// The dropout with this id is over.
+    DropoutEnd { id: u64 },
     /// Leave the federation on purpose.
     Quit,
     /// Hold the next contribution back by this long.
     Late { delay: Micros },
     /// Compute this many times slower; `until` ends it at that time, else `SlowEnd` does.
-    Slow { factor: f64, until: Option<Micros> },
-    /// Back to normal speed.
-    SlowEnd,
+    Slow {
+        id: u64,
+        factor: f64,
+        until: Option<Micros>,
+    },
+    /// The device slowdown with this id is over.
+    SlowEnd { id: u64 },
     /// Panic.
     Crash,
 }
@@ -90,8 +99,8 @@ pub(crate) enum Control {
 pub(crate) enum EnvAction {
     /// Apply time-triggered fault number `i`.
     Fault(usize),
-    /// A client's link is back to normal speed.
-    LinkSlowEnd(u32),
+    /// The link slowdown with this id is over.
+    LinkSlowEnd { client: u32, id: u64 },
 }
 
 /// An envelope's contents.
@@ -265,6 +274,25 @@ impl Port {
     ) {
         let slot = self.reserve_event();
         self.push_event(slot, round, event.into(), client, detail, model);
+    }
+
+    /// Logs an event that sorts after every other event of the step, whoever logs them: the
+    /// run's end, which is the log's last line.
+    pub fn emit_last(&mut self, event: impl Into<EventName>, detail: Detail) {
+        let record = EventRecord {
+            seq: 0,
+            t_us: self.now(),
+            round: None,
+            actor: self.actor,
+            event: event.into(),
+            client: None,
+            detail,
+        };
+        self.shared.push_event(PendingEvent {
+            record,
+            order: (u64::MAX, 0),
+            model: None,
+        });
     }
 
     /// Takes the next place in this actor's event order for an event logged later in the

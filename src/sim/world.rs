@@ -5,6 +5,13 @@
 //! they sent goes through the network model into the queue; what they logged is flushed to the
 //! event bus in (actor, emission) order. Faults triggered by a round fire when that round's
 //! `_startRound` is flushed, ahead of anything else at that instant.
+//!
+//! How faults compose (docs/DECISIONS.md, "Faults"): each dropout and slowdown is its own
+//! instance with its own end, and an end ends only its own start. A client is out while any
+//! dropout is in force; slowdowns in force multiply. A fault aimed at a client that has not
+//! joined yet waits for its join and takes effect right after it. The step in which the
+//! server ends the run is the last: what its actors sent then is never delivered, and
+//! `run_end` is logged after everything else of that step.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -12,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config::{Action, Fault, Span, Trigger};
+use super::config::{Action, Direction, Fault, Span, Trigger};
 use super::events::{Actor, Detail, EventBus, EventRecord, PendingEvent, SimEvent};
 use super::inbox::Sender;
 use super::network::{Fate, Network};
@@ -27,14 +34,41 @@ pub struct Traffic {
     pub down: u64,
 }
 
+/// A message that crossed (or was lost on) a client's link: what [`RunResult::wire`] records
+/// when asked to (see [`Simulation::record_wire`]).
+///
+/// [`RunResult::wire`]: super::RunResult::wire
+/// [`Simulation::record_wire`]: super::Simulation::record_wire
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRecord {
+    /// When it was sent, in virtual microseconds.
+    pub sent_us: Micros,
+    /// The client whose link it crossed.
+    pub client: u32,
+    /// Which way.
+    pub direction: Direction,
+    /// The RPC (`Register`, `GetTask`, ...), or `reply` for an answer.
+    pub method: &'static str,
+    /// Whether it is a reply that carries a task.
+    pub task: bool,
+    /// Its size on the wire.
+    pub bytes: usize,
+    /// When it arrived (damaged or not), or `None` if it was lost.
+    pub arrived_us: Option<Micros>,
+    /// Whether it arrived damaged.
+    pub damaged: bool,
+}
+
 /// What happens when a round starts.
 enum RoundItem {
-    Fault(Fault),
+    /// Round-triggered fault number `i`.
+    Fault(usize),
     /// A dropout spanning rounds is over.
-    DropoutEnd(u32),
+    DropoutEnd { client: u32, id: u64 },
     /// A slowdown spanning rounds is over.
     SlowEnd {
         client: u32,
+        id: u64,
         device: bool,
         link: bool,
     },
@@ -74,6 +108,16 @@ pub(crate) struct World {
     faults: Vec<Fault>,
     /// Faults and fault ends waiting for a round to start.
     by_round: BTreeMap<u32, Vec<RoundItem>>,
+    /// Whether each client id has started (the initial ones) or joined.
+    joined: Vec<bool>,
+    /// Faults (by index) aimed at clients that have not joined yet, applied when they join.
+    held: BTreeMap<u32, Vec<usize>>,
+    /// Link slowdowns in force, per client: (fault instance id, factor), in start order.
+    link_slows: BTreeMap<u32, Vec<(u64, f64)>>,
+    /// The next fault instance id.
+    next_instance: u64,
+    /// What crossed the network, if recorded.
+    pub wire: Option<Vec<WireRecord>>,
     seq: u64,
     event_seq: u64,
     round: Option<u32>,
@@ -90,8 +134,15 @@ impl World {
         bus: EventBus,
         net: Network,
         faults: Vec<Fault>,
+        initial_clients: u32,
     ) -> Self {
+        let clients = inboxes.len().saturating_sub(2);
         World {
+            joined: (0..clients).map(|c| c < initial_clients as usize).collect(),
+            held: BTreeMap::new(),
+            link_slows: BTreeMap::new(),
+            next_instance: 0,
+            wire: None,
             shared,
             queue: BinaryHeap::new(),
             due: VecDeque::new(),
@@ -156,33 +207,23 @@ impl World {
         for c in start {
             self.control(c, 0, Control::Start);
         }
-        let timed: Vec<(usize, Micros)> = self
-            .faults
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| match f.at {
-                Trigger::Time(t) => Some((i, t)),
-                Trigger::Round(_) => None,
-            })
-            .collect();
-        for (i, t) in timed {
-            self.schedule(t, ENV, Payload::Env(EnvAction::Fault(i)));
-        }
-        for f in &self.faults {
-            if let Trigger::Round(r) = f.at {
-                self.by_round
+        for i in 0..self.faults.len() {
+            match self.faults[i].at {
+                Trigger::Time(t) => self.schedule(t, ENV, Payload::Env(EnvAction::Fault(i))),
+                Trigger::Round(r) => self
+                    .by_round
                     .entry(r)
                     .or_default()
-                    .push(RoundItem::Fault(f.clone()));
+                    .push(RoundItem::Fault(i)),
             }
         }
         loop {
             self.wait_idle().await;
-            self.collect();
             if self.shared.done.load(Ordering::Acquire) {
-                self.collect();
+                self.finish_step();
                 return true;
             }
+            self.collect();
             let heap = self.queue.peek().map(|Reverse(Queued(e))| e.at);
             let Some(at) = self.due.front().map(|e| e.at).or(heap) else {
                 return false;
@@ -201,19 +242,22 @@ impl World {
         }
     }
 
-    /// Takes what actors sent and logged in the last step.
-    fn collect(&mut self) {
-        // The step's buffers are swapped for last step's emptied ones, so their capacity is
-        // reused instead of regrown every step.
+    /// Swaps the step's outbox for last step's emptied buffers, whose capacity is reused
+    /// instead of regrown every step.
+    fn take_outbox(&mut self) -> (Vec<Envelope>, Vec<PendingEvent>) {
         let (mut envelopes, mut events) = (
             std::mem::take(&mut self.spare.envelopes),
             std::mem::take(&mut self.spare.events),
         );
-        {
-            let mut out = self.shared.outbox.lock().expect("outbox lock");
-            std::mem::swap(&mut out.envelopes, &mut envelopes);
-            std::mem::swap(&mut out.events, &mut events);
-        }
+        let mut out = self.shared.outbox.lock().expect("outbox lock");
+        std::mem::swap(&mut out.envelopes, &mut envelopes);
+        std::mem::swap(&mut out.events, &mut events);
+        (envelopes, events)
+    }
+
+    /// Takes what actors sent and logged in the last step.
+    fn collect(&mut self) {
+        let (mut envelopes, mut events) = self.take_outbox();
         let started = self.bus.flush(&mut events);
         self.react(&started);
         envelopes.sort_by_key(|e| e.key());
@@ -223,6 +267,14 @@ impl World {
         self.spare = Outbox { envelopes, events };
     }
 
+    /// The step in which the server ended the run: its events are logged (`run_end` sorts
+    /// last, see [`Port::emit_last`](super::port::Port::emit_last)); what was sent in it is
+    /// never delivered, so it is not routed either.
+    fn finish_step(&mut self) {
+        let (_, mut events) = self.take_outbox();
+        self.bus.flush(&mut events);
+    }
+
     /// Round-triggered faults fire when their round starts.
     fn react(&mut self, started: &[Option<u32>]) {
         for &round in started {
@@ -230,13 +282,23 @@ impl World {
             let items = round.and_then(|r| self.by_round.remove(&r));
             for item in items.unwrap_or_default() {
                 match item {
-                    RoundItem::Fault(f) => self.apply(&f),
-                    RoundItem::DropoutEnd(c) => self.control(c, self.now(), Control::DropoutEnd),
+                    RoundItem::Fault(i) => self.apply(i),
+                    RoundItem::DropoutEnd { client, id } => {
+                        self.control(client, self.now(), Control::DropoutEnd { id })
+                    }
                     RoundItem::SlowEnd {
                         client,
+                        id,
                         device,
                         link,
-                    } => self.slow_end(client, device, link),
+                    } => {
+                        if device {
+                            self.control(client, self.now(), Control::SlowEnd { id });
+                        }
+                        if link {
+                            self.link_slow_end(client, id);
+                        }
+                    }
                 }
             }
         }
@@ -247,24 +309,43 @@ impl World {
         let Payload::Wire { method, frame } = &e.payload else {
             return self.enqueue(e);
         };
-        let (client, up) = match (e.from, e.to) {
-            (1, to) => ((to - 2) as u32, false),
-            (from, _) => ((from - 2) as u32, true),
+        let (client, direction) = match (e.from, e.to) {
+            (1, to) => (Actor::from_rank(to), Direction::Down),
+            (from, _) => (Actor::from_rank(from), Direction::Up),
+        };
+        let Some(Actor::Client(client)) = client else {
+            return self.enqueue(e);
         };
         let size = frame.len();
         let traffic = self.traffic.entry(self.round.unwrap_or(0)).or_default();
-        if up {
-            traffic.up += size as u64;
-        } else {
-            traffic.down += size as u64;
+        match direction {
+            Direction::Up => traffic.up += size as u64,
+            Direction::Down => traffic.down += size as u64,
         }
-        match self.net.send(client, up, e.at, size, self.round) {
+        let fate = self.net.send(client, direction, e.at, size, self.round);
+        if let Some(wire) = &mut self.wire {
+            let (arrived_us, damaged) = match fate {
+                Fate::Delivered(at) => (Some(at), false),
+                Fate::Corrupted(at, _) => (Some(at), true),
+                Fate::Lost => (None, false),
+            };
+            wire.push(WireRecord {
+                sent_us: e.at,
+                client,
+                direction,
+                method: method.topic(),
+                task: *method == super::port::Method::Task,
+                bytes: size,
+                arrived_us,
+                damaged,
+            });
+        }
+        match fate {
             Fate::Delivered(at) => e.at = at,
             Fate::Lost => {
-                let actor = if up {
-                    Actor::Client(client)
-                } else {
-                    Actor::Server
+                let actor = match direction {
+                    Direction::Up => Actor::Client(client),
+                    Direction::Down => Actor::Server,
                 };
                 let detail = vec![("method", method.topic().into()), ("bytes", size.into())];
                 self.emit(actor, SimEvent::MessageLost, Some(client), detail);
@@ -336,26 +417,8 @@ impl World {
 
     fn env_action(&mut self, a: EnvAction) {
         match a {
-            EnvAction::Fault(i) => {
-                let f = self.faults[i].clone();
-                self.apply(&f);
-            }
-            EnvAction::LinkSlowEnd(c) => self.slow_end(c, false, true),
-        }
-    }
-
-    fn slow_end(&mut self, c: u32, device: bool, link: bool) {
-        if device {
-            self.control(c, self.now(), Control::SlowEnd);
-        }
-        if link {
-            self.net.set_slow(c, 1.0);
-            self.emit(
-                Actor::Client(c),
-                SimEvent::SlowEnd,
-                Some(c),
-                vec![("what", "link".into())],
-            );
+            EnvAction::Fault(i) => self.apply(i),
+            EnvAction::LinkSlowEnd { client, id } => self.link_slow_end(client, id),
         }
     }
 
@@ -363,67 +426,122 @@ impl World {
     /// starts.
     fn span_end(&mut self, span: Span, end: RoundItem) -> Option<Micros> {
         match span {
-            Span::Time(d) => Some(self.now() + d),
+            Span::Time(d) => Some(self.now().saturating_add(d)),
             Span::Rounds(n) => {
-                let r = self.round.unwrap_or(0) + n;
+                let r = self.round.unwrap_or(0).saturating_add(n);
                 self.by_round.entry(r).or_default().push(end);
                 None
             }
         }
     }
 
-    fn apply(&mut self, f: &Fault) {
-        let now = self.now();
-        for &c in &f.clients {
-            if c as usize + 2 > self.inboxes.len() {
-                continue;
-            }
-            match &f.action {
-                Action::Dropout(span) => {
-                    let until = self.span_end(*span, RoundItem::DropoutEnd(c));
-                    self.control(c, now, Control::Dropout { until });
+    /// Applies fault number `i` to each of its clients that exists; holds it for the others
+    /// until they join.
+    fn apply(&mut self, i: usize) {
+        let clients = self.faults[i].clients.clone();
+        for c in clients {
+            match self.joined.get(c as usize) {
+                None => {}
+                Some(false) if self.faults[i].action != Action::Join => {
+                    self.held.entry(c).or_default().push(i);
                 }
-                Action::Quit => self.control(c, now, Control::Quit),
-                Action::Join => {
-                    self.emit(Actor::Client(c), SimEvent::ClientJoin, Some(c), vec![]);
-                    self.control(c, now, Control::Start);
-                }
-                Action::Late { delay } => self.control(c, now, Control::Late { delay: *delay }),
-                Action::Slow {
-                    factor,
-                    span,
-                    device,
-                    link,
-                } => {
-                    let end = RoundItem::SlowEnd {
-                        client: c,
-                        device: *device,
-                        link: *link,
-                    };
-                    let until = self.span_end(*span, end);
-                    if *device {
-                        self.control(
-                            c,
-                            now,
-                            Control::Slow {
-                                factor: *factor,
-                                until,
-                            },
-                        );
-                    }
-                    if *link {
-                        self.net.set_slow(c, *factor);
-                        let detail = vec![("what", "link".into()), ("factor", (*factor).into())];
-                        self.emit(Actor::Client(c), SimEvent::SlowStart, Some(c), detail);
-                        if let Some(t) = until {
-                            self.schedule(t, ENV, Payload::Env(EnvAction::LinkSlowEnd(c)));
-                        }
-                    }
-                }
-                Action::Crash => self.control(c, now, Control::Crash),
-                Action::Corrupt { messages } => self.net.corrupt_next(c, *messages),
+                Some(_) => self.apply_to(c, i),
             }
         }
+    }
+
+    fn apply_to(&mut self, c: u32, i: usize) {
+        let now = self.now();
+        match self.faults[i].action.clone() {
+            Action::Dropout(span) => {
+                let id = self.instance();
+                let until = self.span_end(span, RoundItem::DropoutEnd { client: c, id });
+                self.control(c, now, Control::Dropout { id, until });
+            }
+            Action::Quit => self.control(c, now, Control::Quit),
+            Action::Join => self.join(c),
+            Action::Late { delay } => self.control(c, now, Control::Late { delay }),
+            Action::Slow {
+                factor,
+                span,
+                device,
+                link,
+            } => {
+                let id = self.instance();
+                let end = RoundItem::SlowEnd {
+                    client: c,
+                    id,
+                    device,
+                    link,
+                };
+                let until = self.span_end(span, end);
+                if device {
+                    self.control(c, now, Control::Slow { id, factor, until });
+                }
+                if link {
+                    self.link_slow_start(c, id, factor, until);
+                }
+            }
+            Action::Crash => self.control(c, now, Control::Crash),
+            Action::Corrupt {
+                messages,
+                direction,
+            } => self.net.corrupt_next(c, direction, messages),
+        }
+    }
+
+    /// A new client joins: it starts, then the faults held for it take effect.
+    fn join(&mut self, c: u32) {
+        if self.joined[c as usize] {
+            return;
+        }
+        self.joined[c as usize] = true;
+        self.emit(Actor::Client(c), SimEvent::ClientJoin, Some(c), vec![]);
+        self.control(c, self.now(), Control::Start);
+        for i in self.held.remove(&c).unwrap_or_default() {
+            self.apply_to(c, i);
+        }
+    }
+
+    fn instance(&mut self) -> u64 {
+        self.next_instance += 1;
+        self.next_instance
+    }
+
+    fn link_slow_start(&mut self, c: u32, id: u64, factor: f64, until: Option<Micros>) {
+        let slows = self.link_slows.entry(c).or_default();
+        slows.push((id, factor));
+        let (n, combined) = (slows.len(), combined(slows));
+        self.net.set_slow(c, combined);
+        let mut detail = vec![("what", "link".into()), ("factor", factor.into())];
+        if n > 1 {
+            detail.push(("in_force", n.into()));
+            detail.push(("combined", combined.into()));
+        }
+        self.emit(Actor::Client(c), SimEvent::SlowStart, Some(c), detail);
+        if let Some(t) = until {
+            let end = EnvAction::LinkSlowEnd { client: c, id };
+            self.schedule(t, ENV, Payload::Env(end));
+        }
+    }
+
+    /// Ends link slowdown `id` of client `c` (if it is in force: each ends once).
+    fn link_slow_end(&mut self, c: u32, id: u64) {
+        let Some(slows) = self.link_slows.get_mut(&c) else {
+            return;
+        };
+        let Some(at) = slows.iter().position(|(i, _)| *i == id) else {
+            return;
+        };
+        slows.remove(at);
+        let (n, combined) = (slows.len(), combined(slows));
+        self.net.set_slow(c, combined);
+        let mut detail = vec![("what", "link".into())];
+        if n > 0 {
+            detail.push(("in_force", n.into()));
+            detail.push(("combined", combined.into()));
+        }
+        self.emit(Actor::Client(c), SimEvent::SlowEnd, Some(c), detail);
     }
 
     /// Drops every inbox, so that actors see the world is gone and end.
@@ -449,4 +567,9 @@ impl World {
             model: None,
         }]);
     }
+}
+
+/// The factor of several slowdowns in force at once: their product, in start order.
+pub(crate) fn combined(slows: &[(u64, f64)]) -> f64 {
+    slows.iter().fold(1.0, |f, (_, s)| f * s)
 }

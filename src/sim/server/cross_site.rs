@@ -60,7 +60,7 @@ impl Server {
             .filter_map(|c| {
                 self.clients
                     .get_mut(&c)
-                    .and_then(|r| r.parked.take().map(|p| (c, p)))
+                    .and_then(|r| r.parked.take().map(|(p, _)| (c, p)))
             })
             .collect();
         for (c, req) in parked {
@@ -75,7 +75,7 @@ impl Server {
         let (step, task, models) = (x.step, x.task.clone(), x.best.len() + 1);
         let mark = self.cross_step_mark(step);
         if let Some(r) = self.clients.get_mut(&client) {
-            r.served = Some(mark);
+            r.served = Some((mark, req.clone()));
         }
         if step == 1 {
             self.port.emit(

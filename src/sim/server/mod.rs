@@ -9,9 +9,13 @@ use prost::Message as _;
 
 mod cross_site;
 mod inbound;
+mod polls;
+mod registry;
 
 use cross_site::CrossSite;
 use inbound::{Decoder, Inbound, Submission, Submitted};
+use polls::Polls;
+use registry::Registered;
 
 use super::config::ServerConfig;
 use super::events::{Actor, SimEvent};
@@ -22,7 +26,7 @@ use super::TestSet;
 use crate::aggregate::{Aggregator, Update};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{
-    EventType, Message, MessageIds, ModelTransformer, Proto, Text, TransformChain,
+    EventType, Message, MessageId, MessageIds, ModelTransformer, Proto, Text, TransformChain,
 };
 use crate::learn::{Dataset, Evaluator, Metrics, Params, PartScore};
 use crate::rng::{self, NONE};
@@ -97,21 +101,13 @@ pub(crate) struct ServerSetup {
     /// How many clients the run starts with (ids `0..n`): the lookahead's guess at the first
     /// round's clients, made before anyone has registered.
     pub initial_clients: u32,
+    /// How long the server holds a task request it has no task for before it answers "no
+    /// task yet" (half the clients' call deadline, see `polls`).
+    pub hold: Micros,
 }
 
 /// See [`ServerSetup::lookahead`].
 pub(crate) type Lookahead = Box<dyn FnMut(Vec<u32>) + Send>;
-
-struct Registered {
-    token: String,
-    /// When it was last heard from (`None` until `touch`, which registration also calls);
-    /// it is removed `heart_beat_timeout` later unless heard from again.
-    last_seen: Option<Micros>,
-    /// The id of a GetTask request waiting for a task.
-    parked: Option<Text>,
-    /// The last round (or cross-site step, offset past all rounds) this client was given.
-    served: Option<u32>,
-}
 
 struct Accepted {
     weight: f64,
@@ -152,10 +148,15 @@ pub(crate) struct Server {
     clients: BTreeMap<u32, Registered>,
     deadlines: BTreeSet<(Micros, u32)>,
     check_at: Option<Micros>,
+    /// Every client that has ever registered.
+    ever_registered: BTreeSet<u32>,
+    /// Task requests held with no task to give.
+    polls: Polls,
     phase: Phase,
     next_round: u32,
     start_pending: bool,
-    /// The last registration or round end: a waiting server gives up a while after it.
+    /// The last registration of a client new to the run, or the last round end: a server
+    /// waiting for clients gives up a while after it.
     last_progress: Micros,
     rounds: Vec<RoundStats>,
     cross_site: Option<CrossSiteMatrix>,
@@ -239,6 +240,8 @@ impl Server {
             clients: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             check_at: None,
+            ever_registered: BTreeSet::new(),
+            polls: Polls::new(s.hold),
             phase: Phase::Waiting,
             start_pending: false,
             last_progress: 0,
@@ -272,10 +275,6 @@ impl Server {
             global: self.global,
             cross_site: self.cross_site,
         }
-    }
-
-    fn give_up_after(&self) -> Micros {
-        self.cfg.round_timeout.max(self.cfg.heart_beat_timeout)
     }
 
     /// Handles an envelope; a wire message's decoding comes with it (see `inbound`).
@@ -354,134 +353,6 @@ impl Server {
         self.send(client, m);
     }
 
-    /// The registered client behind `token`, if it is `client`'s.
-    fn check_token(&self, client: u32, token: &str) -> bool {
-        // Tokens are fresh ids, one per registered client: comparing with the client's own is
-        // the same as looking the token up, without hashing it.
-        self.clients.get(&client).is_some_and(|r| r.token == token)
-    }
-
-    // ---- registration, heartbeats, quits ------------------------------------------------
-
-    fn on_register(&mut self, client: u32, req: &Text, login: pb::ClientLogin) {
-        if let Some(r) = self.clients.get(&client) {
-            let token = r.token.clone();
-            self.touch(client);
-            return self.summary(client, req, Some(token), false);
-        }
-        if self.clients.len() >= self.cfg.max_num_clients {
-            let detail = vec![("max_num_clients", self.cfg.max_num_clients.into())];
-            self.port.emit(
-                self.round_no(),
-                SimEvent::LoginRefused,
-                Some(client),
-                detail,
-            );
-            return self.summary(client, req, None, true);
-        }
-        let token = self.ids.next_id();
-        self.last_progress = self.port.now();
-        let reg = Registered {
-            token: token.clone(),
-            last_seen: None,
-            parked: None,
-            served: None,
-        };
-        self.clients.insert(client, reg);
-        self.touch(client);
-        let detail = vec![("samples", (login.num_samples.max(0) as u64).into())];
-        self.port.emit(
-            self.round_no(),
-            EventType::ClientRegister,
-            Some(client),
-            detail,
-        );
-        self.summary(client, req, Some(token), false);
-        if matches!(self.phase, Phase::Waiting) {
-            self.maybe_schedule_start();
-        }
-    }
-
-    fn on_heartbeat(&mut self, client: u32, req: &Text, token: Text) {
-        if !self.check_token(client, &token) {
-            return self.refuse(client, req, "unknown token");
-        }
-        self.touch(client);
-        self.summary(client, req, None, false);
-    }
-
-    fn on_quit(&mut self, client: u32, req: &Text, token: Text) {
-        if !self.check_token(client, &token) {
-            return self.refuse(client, req, "unknown token");
-        }
-        self.forget(client);
-        self.port
-            .emit(self.round_no(), EventType::ClientQuit, Some(client), vec![]);
-        self.summary(client, req, None, false);
-        self.check_progress();
-    }
-
-    /// Notes that `client` was heard from now, pushing back its heartbeat deadline.
-    fn touch(&mut self, client: u32) {
-        let now = self.port.now();
-        let Some(r) = self.clients.get_mut(&client) else {
-            return;
-        };
-        if r.last_seen == Some(now) {
-            // Heard from again at the same instant: the deadline does not move.
-            return;
-        }
-        let timeout = self.cfg.heart_beat_timeout;
-        if let Some(seen) = r.last_seen.replace(now) {
-            self.deadlines.remove(&(seen + timeout, client));
-        }
-        self.deadlines.insert((now + timeout, client));
-        self.arm_check();
-    }
-
-    fn arm_check(&mut self) {
-        let Some(&(first, _)) = self.deadlines.first() else {
-            return;
-        };
-        if self.check_at.is_none_or(|t| t > first) {
-            self.check_at = Some(first);
-            self.port
-                .timer(first - self.port.now().min(first), Timer::HeartbeatCheck);
-        }
-    }
-
-    fn forget(&mut self, client: u32) {
-        if let Some(r) = self.clients.remove(&client) {
-            if let Some(seen) = r.last_seen {
-                self.deadlines
-                    .remove(&(seen + self.cfg.heart_beat_timeout, client));
-            }
-        }
-    }
-
-    fn on_heartbeat_check(&mut self) {
-        let now = self.port.now();
-        if self.check_at.is_some_and(|t| t <= now) {
-            self.check_at = None;
-        }
-        let expired: Vec<u32> = self
-            .deadlines
-            .iter()
-            .take_while(|(d, _)| *d <= now)
-            .map(|(_, c)| *c)
-            .collect();
-        for c in &expired {
-            self.forget(*c);
-            let detail = vec![("reason", "heartbeat_timeout".into())];
-            self.port
-                .emit(self.round_no(), SimEvent::ClientRemoved, Some(*c), detail);
-        }
-        self.arm_check();
-        if !expired.is_empty() {
-            self.check_progress();
-        }
-    }
-
     // ---- rounds ---------------------------------------------------------------------------
 
     fn maybe_schedule_start(&mut self) {
@@ -504,7 +375,7 @@ impl Server {
                 }
             }
             Timer::StartDeadline if matches!(self.phase, Phase::Waiting) && !self.start_pending => {
-                let (now, limit) = (self.port.now(), self.give_up_at_least());
+                let (now, limit) = (self.port.now(), self.give_up_at());
                 if now >= limit {
                     self.finish("not_enough_clients");
                 } else {
@@ -519,22 +390,10 @@ impl Server {
             }
             Timer::WaitAfterMin(r) if self.round_no() == Some(r) => self.aggregate(false),
             Timer::HeartbeatCheck => self.on_heartbeat_check(),
+            Timer::TaskPolls => self.on_task_polls(),
             Timer::CrossSiteTimeout(step) => self.cross_site_timeout(step),
             _ => {}
         }
-    }
-
-    /// The earliest time a stuck server may give up: one give-up period after the last
-    /// registration or round end.
-    fn give_up_at_least(&self) -> Micros {
-        let last = self
-            .clients
-            .values()
-            .filter_map(|r| r.last_seen)
-            .max()
-            .unwrap_or(0);
-        let ended = self.rounds.last().map_or(0, |s| s.t_us);
-        last.max(ended) + self.give_up_after()
     }
 
     fn sample(&self, r: u32) -> BTreeSet<u32> {
@@ -600,7 +459,7 @@ impl Server {
             .filter_map(|c| {
                 self.clients
                     .get_mut(c)
-                    .and_then(|reg| reg.parked.take().map(|p| (*c, p)))
+                    .and_then(|reg| reg.parked.take().map(|(p, _)| (*c, p)))
             })
             .collect();
         self.phase = Phase::Training(OpenRound {
@@ -629,7 +488,7 @@ impl Server {
         };
         let (r, task) = (open.r, open.task.clone());
         if let Some(reg) = self.clients.get_mut(&client) {
-            reg.served = Some(r);
+            reg.served = Some((r, req.clone()));
         }
         self.port
             .emit(Some(r), EventType::GetModel, Some(client), vec![]);
@@ -645,25 +504,25 @@ impl Server {
             return self.refuse(client, req, "unknown token");
         }
         self.touch(client);
-        let served = self.clients.get(&client).and_then(|r| r.served);
+        // Served already for this round or step, the client gets the task again only if it
+        // sent the same request again (the answer was lost); a new request waits.
+        let served = self.clients.get(&client).and_then(|r| r.served.as_ref());
+        let fresh = |mark: u32| served.is_none_or(|(m, id)| *m != mark || id == req);
         match &self.phase {
-            Phase::Training(o) if o.selected.contains(&client) && served != Some(o.r) => {
+            Phase::Training(o) if o.selected.contains(&client) && fresh(o.r) => {
                 self.serve_round(client, req)
             }
             Phase::CrossSite(x)
-                if x.expected.contains(&client) && served != Some(self.cross_step_mark(x.step)) =>
+                if x.expected.contains(&client) && fresh(self.cross_step_mark(x.step)) =>
             {
                 self.serve_cross_site(client, req)
             }
-            _ => {
-                if let Some(r) = self.clients.get_mut(&client) {
-                    r.parked = Some(req.clone());
-                }
-            }
+            _ => self.park(client, req),
         }
     }
 
-    /// A contribution, with its tensors if it is a training one (see `inbound`).
+    /// A contribution, with its tensors if it is a training one (see `inbound`). One sent
+    /// again after it was handled (its answer was lost) is acknowledged and nothing more.
     fn on_submit(&mut self, client: u32, req: &Text, s: Submission) {
         let for_round = s.for_round;
         if !self.check_token(client, &s.token) {
@@ -671,6 +530,13 @@ impl Server {
             return self.refuse(client, req, "unknown token");
         }
         self.touch(client);
+        let id = MessageId::copy_of(req);
+        if let Some(r) = self.clients.get_mut(&client) {
+            if id.is_some() && r.last_submit == id {
+                return self.summary(client, req, None, false);
+            }
+            r.last_submit = id;
+        }
         match s.what {
             Submitted::CrossSite(c) => self.on_cross_site_submit(client, c),
             Submitted::Train {
@@ -884,7 +750,7 @@ impl Server {
             ("reason", reason.into()),
             ("rounds", self.rounds.len().into()),
         ];
-        self.port.emit(None, SimEvent::RunEnd, None, detail);
+        self.port.emit_last(SimEvent::RunEnd, detail);
         self.phase = Phase::Done;
         self.port.finish();
     }
