@@ -414,7 +414,8 @@ fn validate(cfg: &SimConfig) -> Result<(), SimError> {
             r.deadline
         ));
     }
-    if !(r.multiplier >= 1.0 && r.multiplier.is_finite()) || !(0.0..1.0).contains(&r.jitter) {
+    let backoff_ok = r.multiplier >= 1.0 && r.multiplier.is_finite();
+    if !(backoff_ok && (0.0..1.0).contains(&r.jitter)) {
         return bad("retry backoff needs a finite multiplier >= 1 and a jitter in [0, 1)".into());
     }
     for f in &cfg.faults {

@@ -53,6 +53,10 @@ pub struct WireRecord {
     pub task: bool,
     /// Its size on the wire.
     pub bytes: usize,
+    /// Its message id (a call sent again keeps its id).
+    pub id: String,
+    /// The id of the message it answers, for a reply.
+    pub ref_id: Option<String>,
     /// When it arrived (damaged or not), or `None` if it was lost.
     pub arrived_us: Option<Micros>,
     /// Whether it arrived damaged.
@@ -268,11 +272,27 @@ impl World {
     }
 
     /// The step in which the server ended the run: its events are logged (`run_end` sorts
-    /// last, see [`Port::emit_last`](super::port::Port::emit_last)); what was sent in it is
-    /// never delivered, so it is not routed either.
+    /// last, see [`Port::emit_last`](super::port::Port::emit_last)); what was sent in it
+    /// counts as traffic but is never delivered, so the network neither delivers nor loses it.
     fn finish_step(&mut self) {
-        let (_, mut events) = self.take_outbox();
+        let (envelopes, mut events) = self.take_outbox();
         self.bus.flush(&mut events);
+        for e in &envelopes {
+            if let Payload::Wire { frame, .. } = &e.payload {
+                if let Some((_, direction)) = link_of(e) {
+                    self.count(direction, frame.len());
+                }
+            }
+        }
+    }
+
+    /// Adds `size` bytes sent over a link to the current round's traffic.
+    fn count(&mut self, direction: Direction, size: usize) {
+        let traffic = self.traffic.entry(self.round.unwrap_or(0)).or_default();
+        match direction {
+            Direction::Up => traffic.up += size as u64,
+            Direction::Down => traffic.down += size as u64,
+        }
     }
 
     /// Round-triggered faults fire when their round starts.
@@ -309,19 +329,11 @@ impl World {
         let Payload::Wire { method, frame } = &e.payload else {
             return self.enqueue(e);
         };
-        let (client, direction) = match (e.from, e.to) {
-            (1, to) => (Actor::from_rank(to), Direction::Down),
-            (from, _) => (Actor::from_rank(from), Direction::Up),
-        };
-        let Some(Actor::Client(client)) = client else {
+        let Some((client, direction)) = link_of(&e) else {
             return self.enqueue(e);
         };
         let size = frame.len();
-        let traffic = self.traffic.entry(self.round.unwrap_or(0)).or_default();
-        match direction {
-            Direction::Up => traffic.up += size as u64,
-            Direction::Down => traffic.down += size as u64,
-        }
+        self.count(direction, size);
         let fate = self.net.send(client, direction, e.at, size, self.round);
         if let Some(wire) = &mut self.wire {
             let (arrived_us, damaged) = match fate {
@@ -329,6 +341,7 @@ impl World {
                 Fate::Corrupted(at, _) => (Some(at), true),
                 Fate::Lost => (None, false),
             };
+            let msg = super::wire::unframe(frame.clone()).ok();
             wire.push(WireRecord {
                 sent_us: e.at,
                 client,
@@ -336,6 +349,8 @@ impl World {
                 method: method.topic(),
                 task: *method == super::port::Method::Task,
                 bytes: size,
+                id: msg.as_ref().map(|m| m.id.to_string()).unwrap_or_default(),
+                ref_id: msg.and_then(|m| m.get_ref_id().map(str::to_owned)),
                 arrived_us,
                 damaged,
             });
@@ -423,10 +438,11 @@ impl World {
     }
 
     /// When a span that starts now ends: at a time, or (queuing `end`) when a later round
-    /// starts.
+    /// starts. A span of no rounds, like one of no time, ends at once.
     fn span_end(&mut self, span: Span, end: RoundItem) -> Option<Micros> {
         match span {
             Span::Time(d) => Some(self.now().saturating_add(d)),
+            Span::Rounds(0) => Some(self.now()),
             Span::Rounds(n) => {
                 let r = self.round.unwrap_or(0).saturating_add(n);
                 self.by_round.entry(r).or_default().push(end);
@@ -533,10 +549,10 @@ impl World {
         let Some(at) = slows.iter().position(|(i, _)| *i == id) else {
             return;
         };
-        slows.remove(at);
+        let (_, factor) = slows.remove(at);
         let (n, combined) = (slows.len(), combined(slows));
         self.net.set_slow(c, combined);
-        let mut detail = vec![("what", "link".into())];
+        let mut detail = vec![("what", "link".into()), ("factor", factor.into())];
         if n > 0 {
             detail.push(("in_force", n.into()));
             detail.push(("combined", combined.into()));
@@ -566,6 +582,18 @@ impl World {
             order: (0, 0),
             model: None,
         }]);
+    }
+}
+
+/// The client whose link a wire envelope crosses, and which way.
+fn link_of(e: &Envelope) -> Option<(u32, Direction)> {
+    let (end, direction) = match (e.from, e.to) {
+        (1, to) => (to, Direction::Down),
+        (from, _) => (from, Direction::Up),
+    };
+    match Actor::from_rank(end)? {
+        Actor::Client(c) => Some((c, direction)),
+        Actor::Server => None,
     }
 }
 

@@ -352,8 +352,8 @@ impl Client {
         let Some(i) = self.slows.iter().position(|(s, _)| *s == id) else {
             return;
         };
-        self.slows.remove(i);
-        let mut detail = vec![("what", "device".into())];
+        let (_, factor) = self.slows.remove(i);
+        let mut detail = vec![("what", "device".into()), ("factor", factor.into())];
         if !self.slows.is_empty() {
             detail.push(("in_force", self.slows.len().into()));
             detail.push(("combined", combined(&self.slows).into()));

@@ -1,0 +1,10 @@
+//! Faithful under faults: clients recover from lost and damaged messages, the server gives up
+//! as documented, dropped-out clients are silent, links are FIFO, overlapping faults compose,
+//! faults wait for clients that have not joined, and nothing follows `run_end`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod classes;
+mod invariants;
+mod props;
