@@ -118,6 +118,11 @@ impl MessageId {
         id.as_bytes().try_into().ok().map(MessageId)
     }
 
+    /// Whether `id` is this id, compared as bytes.
+    pub fn is(&self, id: &str) -> bool {
+        self.0 == id.as_bytes()
+    }
+
     /// The id.
     pub fn as_str(&self) -> &str {
         // Hex digits and dashes: ASCII, which `from_utf8` checks a word at a time.

@@ -42,8 +42,9 @@ pub(super) struct Calls {
     open: Vec<Call>,
     /// When the timer last set fires, if it is yet to fire.
     armed: Option<Micros>,
-    /// The client's own jitter stream, made on its first retry.
-    jitter: Option<Stream>,
+    /// The client's own jitter stream, made on its first retry (boxed: most clients never
+    /// retry, and every idle client holds its calls).
+    jitter: Option<Box<Stream>>,
 }
 
 impl Calls {
@@ -87,7 +88,7 @@ impl Calls {
     /// The call that a reply naming `ref_id` answers, closed; `None` if no open call has
     /// that id (the answer to a heartbeat, or a second answer to a call sent twice).
     pub fn answered(&mut self, ref_id: &str) -> Option<Call> {
-        let i = self.open.iter().position(|c| c.id.as_str() == ref_id)?;
+        let i = self.open.iter().position(|c| c.id.is(ref_id))?;
         Some(self.open.remove(i))
     }
 
@@ -168,7 +169,7 @@ impl Calls {
         let (seed, client) = (self.seed, self.client);
         let jitter = self
             .jitter
-            .get_or_insert_with(|| rng::stream(seed, "retry", u64::from(client), NONE));
+            .get_or_insert_with(|| Box::new(rng::stream(seed, "retry", u64::from(client), NONE)));
         let spread = jitter.random_range(-cfg.jitter..=cfg.jitter);
         (base * (1.0 + spread)).max(0.0).round() as Micros
     }

@@ -509,7 +509,8 @@ impl Client {
         };
         self.calls.close(Method::GetTask);
         let Some(frame) = done.frame else {
-            return;
+            // The update could not be encoded: nothing to hand in, but the client goes on.
+            return self.ask_for_task();
         };
         if done.params.is_some() {
             self.best = done.params;

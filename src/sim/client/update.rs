@@ -74,7 +74,7 @@ pub(super) fn local_update(
     if wire::is_error(&msg) || msg.body_type.as_str() != types::TASK {
         return Tasked::Reply(msg);
     }
-    if answering.is_none_or(|a| msg.get_ref_id() != Some(a.as_str())) {
+    if answering.is_none_or(|a| !msg.get_ref_id().is_some_and(|r| a.is(r))) {
         return Tasked::Stale;
     }
     let body = msg.body;
@@ -188,6 +188,10 @@ fn train(
         let md = net.to_model_data(template);
         chain.encode(md).ok().map(|md| frame_with(&md))
     };
+    // The client keeps a copy to send again if it goes unanswered, and the server slices the
+    // token out of it: made shared here, in the pool, each of those is a count, not an
+    // allocation on the runtime thread.
+    let frame = frame.map(Bytes::from_owner);
     Ok(Trained {
         id: msg_id,
         n_iter,
