@@ -335,25 +335,8 @@ impl World {
         let size = frame.len();
         self.count(direction, size);
         let fate = self.net.send(client, direction, e.at, size, self.round);
-        if let Some(wire) = &mut self.wire {
-            let (arrived_us, damaged) = match fate {
-                Fate::Delivered(at) => (Some(at), false),
-                Fate::Corrupted(at, _) => (Some(at), true),
-                Fate::Lost => (None, false),
-            };
-            let msg = super::wire::unframe(frame.clone()).ok();
-            wire.push(WireRecord {
-                sent_us: e.at,
-                client,
-                direction,
-                method: method.topic(),
-                task: *method == super::port::Method::Task,
-                bytes: size,
-                id: msg.as_ref().map(|m| m.id.to_string()).unwrap_or_default(),
-                ref_id: msg.and_then(|m| m.get_ref_id().map(str::to_owned)),
-                arrived_us,
-                damaged,
-            });
+        if self.wire.is_some() {
+            self.record(&e, client, direction, fate);
         }
         match fate {
             Fate::Delivered(at) => e.at = at,
@@ -377,6 +360,35 @@ impl World {
             }
         }
         self.enqueue(e);
+    }
+
+    /// Notes in the wire record what happened to a message (only when asked to record).
+    #[cold]
+    fn record(&mut self, e: &Envelope, client: u32, direction: Direction, fate: Fate) {
+        let Payload::Wire { method, frame } = &e.payload else {
+            return;
+        };
+        let (arrived_us, damaged) = match fate {
+            Fate::Delivered(at) => (Some(at), false),
+            Fate::Corrupted(at, _) => (Some(at), true),
+            Fate::Lost => (None, false),
+        };
+        let msg = super::wire::unframe(frame.clone()).ok();
+        let record = WireRecord {
+            sent_us: e.at,
+            client,
+            direction,
+            method: method.topic(),
+            task: *method == super::port::Method::Task,
+            bytes: frame.len(),
+            id: msg.as_ref().map(|m| m.id.to_string()).unwrap_or_default(),
+            ref_id: msg.and_then(|m| m.get_ref_id().map(str::to_owned)),
+            arrived_us,
+            damaged,
+        };
+        if let Some(wire) = &mut self.wire {
+            wire.push(record);
+        }
     }
 
     /// Queues an envelope: on the due list if it is due now and sorts after the list's last,

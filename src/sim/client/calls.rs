@@ -34,11 +34,18 @@ pub(super) struct Call {
     backing_off: bool,
 }
 
-/// The open calls of one client.
+/// How a client retries, and whose jitter stream to draw from.
+#[derive(Clone, Copy)]
+pub(super) struct Policy<'a> {
+    pub cfg: &'a RetryConfig,
+    pub seed: u64,
+    pub client: u32,
+}
+
+/// The open calls of one client. (The policy is passed in rather than kept: every idle
+/// client holds its calls, so they are kept small.)
+#[derive(Default)]
 pub(super) struct Calls {
-    cfg: RetryConfig,
-    seed: u64,
-    client: u32,
     open: Vec<Call>,
     /// When the timer last set fires, if it is yet to fire.
     armed: Option<Micros>,
@@ -48,33 +55,29 @@ pub(super) struct Calls {
 }
 
 impl Calls {
-    pub fn new(cfg: RetryConfig, seed: u64, client: u32) -> Self {
-        Calls {
-            cfg,
-            seed,
-            client,
-            open: Vec::new(),
-            armed: None,
-            jitter: None,
-        }
-    }
-
     /// Notes a call just sent; it replaces an open call of the same method.
-    pub fn open(&mut self, now: Micros, method: Method, id: MessageId, frame: Option<Bytes>) {
+    pub fn open(
+        &mut self,
+        p: Policy,
+        now: Micros,
+        method: Method,
+        id: MessageId,
+        frame: Option<Bytes>,
+    ) {
         self.open.retain(|c| c.method != method);
         self.open.push(Call {
             method,
             id,
             frame,
             attempt: 0,
-            due: now.saturating_add(self.cfg.deadline),
+            due: now.saturating_add(p.cfg.deadline),
             backing_off: false,
         });
     }
 
     /// Notes that `call` was sent again now.
-    pub fn reopen(&mut self, now: Micros, mut call: Call) {
-        call.due = now.saturating_add(self.cfg.deadline);
+    pub fn reopen(&mut self, p: Policy, now: Micros, mut call: Call) {
+        call.due = now.saturating_add(p.cfg.deadline);
         call.backing_off = false;
         self.open.retain(|c| c.method != call.method);
         self.open.push(call);
@@ -99,12 +102,12 @@ impl Calls {
 
     /// The open call of `method` failed without waiting for its deadline (its answer came
     /// damaged): it backs off now and is sent again after.
-    pub fn fail(&mut self, now: Micros, method: Method) {
+    pub fn fail(&mut self, p: Policy, now: Micros, method: Method) {
         let Some(i) = self.open.iter().position(|c| c.method == method) else {
             return;
         };
         if !self.open[i].backing_off {
-            self.back_off(now, i);
+            self.back_off(p, now, i);
         }
     }
 
@@ -117,13 +120,13 @@ impl Calls {
     /// The calls to send again at `now`, their attempt counted: those past their deadline
     /// start backing off (with no backoff, they are due at once), and those whose backoff is
     /// over are handed back, closed until [`Calls::reopen`].
-    pub fn due(&mut self, now: Micros) -> Vec<Call> {
+    pub fn due(&mut self, p: Policy, now: Micros) -> Vec<Call> {
         if self.armed.is_some_and(|t| t <= now) {
             self.armed = None;
         }
         for i in 0..self.open.len() {
             if !self.open[i].backing_off && self.open[i].due <= now {
-                self.back_off(now, i);
+                self.back_off(p, now, i);
             }
         }
         let mut due = Vec::new();
@@ -151,22 +154,22 @@ impl Calls {
         Some(next.saturating_sub(now))
     }
 
-    fn back_off(&mut self, now: Micros, i: usize) {
-        let wait = self.backoff(self.open[i].attempt + 1);
+    fn back_off(&mut self, p: Policy, now: Micros, i: usize) {
+        let wait = self.backoff(p, self.open[i].attempt + 1);
         let call = &mut self.open[i];
         call.backing_off = true;
         call.due = now.saturating_add(wait);
     }
 
     /// The backoff before retry number `k` (from 1).
-    fn backoff(&mut self, k: u32) -> Micros {
-        let cfg = self.cfg;
+    fn backoff(&mut self, p: Policy, k: u32) -> Micros {
+        let cfg = p.cfg;
         let grown = cfg.initial as f64 * cfg.multiplier.powi(k.saturating_sub(1) as i32);
         let base = grown.min(cfg.max as f64);
         if cfg.jitter <= 0.0 || base <= 0.0 {
             return base.round() as Micros;
         }
-        let (seed, client) = (self.seed, self.client);
+        let (seed, client) = (p.seed, p.client);
         let jitter = self
             .jitter
             .get_or_insert_with(|| Box::new(rng::stream(seed, "retry", u64::from(client), NONE)));
@@ -184,67 +187,77 @@ mod tests {
         MessageId::copy_of(&format!("{n:036}")).unwrap()
     }
 
-    fn calls(jitter: f64) -> Calls {
-        let cfg = RetryConfig {
+    fn policy(jitter: f64) -> RetryConfig {
+        RetryConfig {
             deadline: 30 * SECOND,
             initial: SECOND,
             max: 4 * SECOND,
             multiplier: 2.0,
             jitter,
-        };
-        Calls::new(cfg, 1, 0)
+        }
+    }
+
+    fn p(cfg: &RetryConfig) -> Policy<'_> {
+        Policy {
+            cfg,
+            seed: 1,
+            client: 0,
+        }
     }
 
     #[test]
     fn an_unanswered_call_is_sent_again_after_its_deadline_and_a_growing_capped_backoff() {
-        let mut c = calls(0.0);
-        c.open(0, Method::GetTask, id(1), None);
+        let cfg = policy(0.0);
+        let mut c = Calls::default();
+        c.open(p(&cfg), 0, Method::GetTask, id(1), None);
         assert_eq!(c.arm(0), Some(30 * SECOND));
-        assert!(c.due(29 * SECOND).is_empty());
+        assert!(c.due(p(&cfg), 29 * SECOND).is_empty());
         // The deadline passes: it backs off for `initial`, then is due again.
-        assert!(c.due(30 * SECOND).is_empty());
+        assert!(c.due(p(&cfg), 30 * SECOND).is_empty());
         let mut t = 30 * SECOND;
         for (attempt, backoff) in [1, 2, 4, 4].into_iter().enumerate() {
             assert_eq!(c.arm(t), Some(backoff * SECOND));
             t += backoff * SECOND;
-            let mut due = c.due(t);
+            let mut due = c.due(p(&cfg), t);
             let call = due.pop().expect("a call is due");
             assert_eq!(call.attempt, attempt as u32 + 1);
             assert_eq!(call.id, id(1), "a retry keeps the call's id");
-            c.reopen(t, call);
+            c.reopen(p(&cfg), t, call);
             assert_eq!(c.arm(t), Some(30 * SECOND));
             t += 30 * SECOND;
-            assert!(c.due(t).is_empty());
+            assert!(c.due(p(&cfg), t).is_empty());
         }
     }
 
     #[test]
     fn an_answered_call_is_closed_and_others_are_not() {
-        let mut c = calls(0.0);
-        c.open(0, Method::Register, id(1), None);
-        c.open(0, Method::SubmitUpdate, id(2), None);
+        let cfg = policy(0.0);
+        let mut c = Calls::default();
+        c.open(p(&cfg), 0, Method::Register, id(1), None);
+        c.open(p(&cfg), 0, Method::SubmitUpdate, id(2), None);
         assert!(c.answered(id(3).as_str()).is_none());
         assert_eq!(c.answered(id(1).as_str()).unwrap().method, Method::Register);
         assert!(c.of(Method::Register).is_none());
         assert!(c.of(Method::SubmitUpdate).is_some());
         // One timer serves both: a later call does not set another.
         assert_eq!(c.arm(0), Some(30 * SECOND));
-        c.open(5, Method::GetTask, id(4), None);
+        c.open(p(&cfg), 5, Method::GetTask, id(4), None);
         assert_eq!(c.arm(5), None);
     }
 
     #[test]
     fn a_failed_call_backs_off_at_once_and_jitter_stays_within_its_spread() {
-        let mut c = calls(0.2);
-        c.open(0, Method::GetTask, id(1), None);
-        c.fail(10, Method::GetTask);
+        let cfg = policy(0.2);
+        let mut c = Calls::default();
+        c.open(p(&cfg), 0, Method::GetTask, id(1), None);
+        c.fail(p(&cfg), 10, Method::GetTask);
         let wait = c.arm(10).unwrap();
         assert!((800_000..=1_200_000).contains(&wait), "{wait}");
-        assert!(c.due(10 + wait).len() == 1);
+        assert!(c.due(p(&cfg), 10 + wait).len() == 1);
         // Same seed, same client: the same draws.
-        let mut again = calls(0.2);
-        again.open(0, Method::GetTask, id(1), None);
-        again.fail(10, Method::GetTask);
+        let mut again = Calls::default();
+        again.open(p(&cfg), 0, Method::GetTask, id(1), None);
+        again.fail(p(&cfg), 10, Method::GetTask);
         assert_eq!(again.arm(10), Some(wait));
     }
 }

@@ -27,7 +27,7 @@ use crate::fed_learn::TransformChain;
 use crate::fed_learn::{EventType, Message, MessageId, MessageIds, Proto, StateRef, Text};
 use crate::learn::{ClientData, ModelKind, Params, TrainConfig};
 use crate::rng::{self, NONE};
-use calls::{Call, Calls};
+use calls::{Call, Calls, Policy};
 use update::{local_update, Failed, Tasked, Trained};
 
 /// What every client shares.
@@ -101,7 +101,7 @@ impl Client {
     ) -> Self {
         Client {
             ids: MessageIds::new(rng::stream(common.seed, "client-ids", u64::from(id), NONE)),
-            calls: Calls::new(common.retry, common.seed, id),
+            calls: Calls::default(),
             id,
             port,
             chain,
@@ -201,8 +201,22 @@ impl Client {
     fn call(&mut self, method: Method, id: MessageId, frame: Bytes, keep: bool) {
         let kept = keep.then(|| frame.clone());
         self.send_frame(method, frame);
-        self.calls.open(self.port.now(), method, id, kept);
+        let now = self.port.now();
+        let policy = Policy {
+            cfg: &self.common.retry,
+            seed: self.common.seed,
+            client: self.id,
+        };
+        self.calls.open(policy, now, method, id, kept);
         self.arm_calls();
+    }
+
+    fn policy<'a>(&self, common: &'a ClientCommon) -> Policy<'a> {
+        Policy {
+            cfg: &common.retry,
+            seed: common.seed,
+            client: self.id,
+        }
     }
 
     fn register(&mut self) {
@@ -230,8 +244,9 @@ impl Client {
 
     /// Sends again every call whose deadline and backoff are over, logging each retry.
     fn retry_due(&mut self) {
-        let now = self.port.now();
-        for call in self.calls.due(now) {
+        let (common, now) = (self.common.clone(), self.port.now());
+        let policy = self.policy(&common);
+        for call in self.calls.due(policy, now) {
             let frame = match (&call.frame, call.method) {
                 (Some(frame), _) => frame.clone(),
                 (None, Method::Register) => self.login_frame(call.id),
@@ -243,7 +258,7 @@ impl Client {
             ];
             self.emit(None, SimEvent::RequestRetry, detail);
             self.send_frame(call.method, frame);
-            self.calls.reopen(now, call);
+            self.calls.reopen(policy, now, call);
         }
         self.arm_calls();
     }
@@ -485,7 +500,8 @@ impl Client {
     /// The answer to the task request came damaged: the request fails, and is sent again
     /// after its backoff.
     fn task_failed(&mut self, now: Micros) {
-        self.calls.fail(now, Method::GetTask);
+        let common = self.common.clone();
+        self.calls.fail(self.policy(&common), now, Method::GetTask);
         self.arm_calls();
     }
 
