@@ -16,9 +16,27 @@ use fedsim::Simulation;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Exit codes, as `--help` and the README list them.
+mod exit {
+    /// An expectation or the golden trace failed.
+    pub const EXPECTATION: u8 = 1;
+    /// Bad usage, or an invalid scenario (the positioned error is on stderr).
+    pub const USAGE: u8 = 2;
+    /// The run did not complete: it stalled, gave up for want of clients, or ran fewer rounds
+    /// than asked (or learned nothing).
+    pub const INCOMPLETE: u8 = 3;
+    /// The run failed: a panic in fedsim or a plug-in, or results that could not be written.
+    pub const FAILED: u8 = 4;
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 an expectation or the golden trace failed; \
+2 bad usage or an invalid scenario; 3 the run did not complete (stalled, gave up for want of \
+clients, fewer rounds than asked, nothing learned); 4 the run failed (a panic, or results that \
+could not be written).";
+
 /// A deterministic, virtual-time federated-learning simulator (Clara Train 3.1 fed_learn).
 #[derive(Parser)]
-#[command(name = "fedsim", version, about)]
+#[command(name = "fedsim", version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,7 +46,7 @@ struct Cli {
 enum Command {
     /// Run a scenario and write its results (the built-in quickstart if no file is given).
     Run(Box<RunArgs>),
-    /// Check scenario files without running them: exit 0 if all are valid, 1 otherwise.
+    /// Check scenario files without running them: exit 0 if all are valid, 2 otherwise.
     Check {
         /// Scenario files.
         #[arg(required = true)]
@@ -90,6 +108,24 @@ struct RunArgs {
 const QUICKSTART: &str = include_str!("../scenarios/quickstart.yaml");
 
 fn main() -> ExitCode {
+    // Every panic inside a simulation is caught and reported as one line (see `run`); the
+    // default hook's report, with its thread name and backtrace hint, would only add noise.
+    std::panic::set_hook(Box::new(|_| {}));
+    match std::panic::catch_unwind(command) {
+        Ok(code) => code,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            eprintln!("error: fedsim failed unexpectedly: {message}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+fn command() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(*args),
@@ -113,7 +149,7 @@ fn load(path: Option<&Path>) -> Result<Scenario, ExitCode> {
     };
     loaded.map_err(|e| {
         eprintln!("{e}");
-        ExitCode::from(2)
+        ExitCode::from(exit::USAGE)
     })
 }
 
@@ -127,7 +163,17 @@ fn run(args: RunArgs) -> ExitCode {
         cfg.seed = seed;
     }
     if let Some(n) = args.rounds {
-        cfg.server.num_rounds = cfg.server.start_round + n;
+        match cfg.server.start_round.checked_add(n) {
+            Some(end) if n > 0 => cfg.server.num_rounds = end,
+            _ => {
+                eprintln!(
+                    "error: --rounds {n}: expected 1 to {} rounds after start_round {}",
+                    u32::MAX - cfg.server.start_round,
+                    cfg.server.start_round
+                );
+                return ExitCode::from(exit::USAGE);
+            }
+        }
     }
     cfg.threads = args
         .threads
@@ -141,7 +187,7 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(1)
+            ExitCode::from(exit::FAILED)
         }
     }
 }
@@ -161,16 +207,24 @@ fn execute(
     if let Some(p) = progress {
         sim = sim.handler(Box::new(p));
     }
-    let result = match sim.run() {
+    let result = sim.run();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let result = match result {
         Ok(r) => r,
+        Err(fedsim::sim::SimError::Failed { failure, partial }) => {
+            // What the run produced up to the panic is kept, marked as failed.
+            events_file.commit()?;
+            report::write_run(out, &partial)?;
+            eprintln!("error: {failure}; partial results in {}", out.display());
+            return Ok(ExitCode::from(exit::FAILED));
+        }
         Err(e) => {
             events_file.abandon();
             return Err(e.into());
         }
     };
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
     events_file.commit()?;
     report::write_run(out, &result)?;
     let outcomes = expect::check(&scenario.file, &result);
@@ -193,11 +247,27 @@ fn execute(
         outcomes.len(),
         out.display()
     );
-    Ok(if failed > 0 || !result.completed {
-        ExitCode::from(1)
+    Ok(if failed > 0 {
+        ExitCode::from(exit::EXPECTATION)
+    } else if !result.completed {
+        eprintln!(
+            "error: the run did not complete: {} of {} rounds ({})",
+            result.rounds.len(),
+            scenario.config.server.num_rounds - scenario.config.server.start_round,
+            end_reason(&result)
+        );
+        ExitCode::from(exit::INCOMPLETE)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Why the run ended, as its `run_end` says (or, if it says completed, why it is not).
+fn end_reason(r: &fedsim::RunResult) -> String {
+    match r.events.last().and_then(|e| e.detail_str("reason")) {
+        Some("completed") | None => "no contribution was aggregated".to_string(),
+        Some(reason) => reason.to_string(),
+    }
 }
 
 /// Prints failed expectations (and passed ones with `verbose`) to stderr; returns the failures.
@@ -274,32 +344,31 @@ fn check(files: &[PathBuf]) -> ExitCode {
     if bad == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(exit::USAGE)
     }
 }
 
 fn plot(dir: &Path) -> ExitCode {
-    let drawn = RunData::read(dir)
-        .map_err(|e| e.to_string())
-        .and_then(|d| chart::write_charts(dir, &d).map_err(|e| e.to_string()));
-    match drawn {
+    let data = match RunData::read(dir) {
+        Ok(d) => d,
+        Err(e) => return fail(exit::USAGE, e),
+    };
+    match chart::write_charts(dir, &data) {
         Ok(()) => {
             println!("redrew the charts in {}", dir.display());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => fail(exit::FAILED, e),
     }
 }
 
 fn compare(dirs: &[PathBuf], out: &Path) -> ExitCode {
-    let runs: Result<Vec<RunData>, String> = dirs.iter().map(|d| RunData::read(d)).collect();
-    let drawn = runs.and_then(|runs| {
-        chart::render(out, chart::SIZE, &chart::Compare(&runs)).map_err(|e| e.to_string())
-    });
-    match drawn {
+    let runs: Result<Vec<RunData>, _> = dirs.iter().map(|d| RunData::read(d)).collect();
+    let runs = match runs {
+        Ok(r) => r,
+        Err(e) => return fail(exit::USAGE, e),
+    };
+    match chart::render(out, chart::SIZE, &chart::Compare(&runs)) {
         Ok(()) => {
             println!(
                 "wrote {} and {}",
@@ -308,9 +377,12 @@ fn compare(dirs: &[PathBuf], out: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => fail(exit::FAILED, e),
     }
+}
+
+/// Prints `e` as the one-line error and gives the exit code.
+fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(code)
 }

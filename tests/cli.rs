@@ -160,7 +160,7 @@ fn a_bad_scenario_exits_2_with_the_positioned_error() {
     );
     assert!(!dir.join("out").exists());
     let check = fedsim(&["check", "scenarios/quickstart.yaml", bad.to_str().unwrap()]);
-    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(check.status.code(), Some(2));
     assert_eq!(
         fedsim(&["check", "scenarios/quickstart.yaml"])
             .status

@@ -8,8 +8,8 @@ use common::*;
 use fedsim::dist::Dist;
 use fedsim::fed_learn::{EventType, FLContext};
 use fedsim::sim::{
-    Action, Actor, Direction, EventHandler, EventRecord, Fault, Profile, SimEvent, Span, Trigger,
-    SECOND,
+    Action, Actor, Culprit, Direction, EventHandler, EventRecord, Failure, Fault, Profile,
+    SimEvent, Span, Trigger, SECOND,
 };
 use fedsim::{SimConfig, Simulation};
 
@@ -381,4 +381,115 @@ fn a_user_aggregator_is_used_and_sees_updates_in_client_order() {
         r.params, initial,
         "the frozen strategy never moved the model"
     );
+}
+
+/// An aggregator with a bug: it panics in round 2.
+struct Buggy;
+
+impl fedsim::aggregate::Aggregator for Buggy {
+    fn name(&self) -> &str {
+        "buggy"
+    }
+    fn aggregate(
+        &mut self,
+        global: &fedsim::learn::Params,
+        updates: &[fedsim::aggregate::Update<'_>],
+    ) -> fedsim::learn::Params {
+        if updates.len() < 4 {
+            panic!("index out of range in my aggregator");
+        }
+        fedsim::aggregate::by_name("fedavg")
+            .unwrap()
+            .aggregate(global, updates)
+    }
+}
+
+fn failure_of(r: Result<fedsim::RunResult, fedsim::sim::SimError>) -> (Failure, fedsim::RunResult) {
+    match r {
+        Err(fedsim::sim::SimError::Failed { failure, partial }) => (failure, *partial),
+        Err(e) => panic!("failed otherwise: {e}"),
+        Ok(_) => panic!("the run succeeded"),
+    }
+}
+
+#[test]
+fn a_panicking_aggregator_fails_the_run_naming_the_server_and_the_round() {
+    let mut cfg = small(4, 5, 0.0);
+    cfg.server.min_num_clients = 3;
+    cfg.faults.push(Fault {
+        at: Trigger::Round(2),
+        clients: vec![1],
+        action: Action::Quit,
+    });
+    let (failure, partial) = failure_of(Simulation::new(cfg).aggregator(Box::new(Buggy)).run());
+    assert_eq!(failure.culprit, Culprit::Actor(Actor::Server));
+    assert_eq!(failure.round, Some(2));
+    assert_eq!(failure.message, "index out of range in my aggregator");
+    assert_eq!(
+        failure.to_string(),
+        "server panicked in round 2: index out of range in my aggregator"
+    );
+    assert!(!partial.completed);
+    assert_eq!(partial.error.as_deref(), Some(failure.to_string().as_str()));
+    let last = partial.events.last().unwrap();
+    assert!(is(last, SimEvent::RunEnd));
+    assert_eq!(last.detail_str("reason"), Some("failed"));
+    assert_eq!(of(&partial.events, SimEvent::RunEnd).len(), 1);
+}
+
+#[test]
+fn a_panic_in_a_clients_pool_job_fails_the_run_with_its_own_message() {
+    for threads in [1, 2] {
+        let mut cfg = small(3, 3, 0.0);
+        cfg.threads = threads;
+        // Far more samples than memory: generating the data panics (capacity overflow).
+        cfg.data.samples = Dist::Fixed(1e30);
+        let (failure, partial) = failure_of(Simulation::new(cfg).run());
+        assert!(matches!(failure.culprit, Culprit::Actor(_)), "{failure}");
+        // The job's own message (an overflow in debug builds, capacity overflow in release).
+        assert!(failure.message.contains("overflow"), "{failure}");
+        assert!(!partial.completed);
+    }
+}
+
+struct PanickyHandler;
+
+impl EventHandler for PanickyHandler {
+    fn handle_event(&mut self, event: &EventRecord, _: &FLContext) {
+        if event.event == EventType::EndRound.into() && event.round == Some(1) {
+            panic!("handler bug");
+        }
+    }
+}
+
+#[test]
+fn a_panicking_event_handler_fails_the_run() {
+    let cfg = small(3, 4, 0.0);
+    let r = Simulation::new(cfg).handler(Box::new(PanickyHandler)).run();
+    let (failure, partial) = failure_of(r);
+    assert_eq!(failure.culprit, Culprit::Handler);
+    assert_eq!(failure.message, "handler bug");
+    assert!(partial.rounds.len() < 4);
+    assert_eq!(
+        partial.events.last().unwrap().detail_str("reason"),
+        Some("failed")
+    );
+}
+
+#[test]
+fn a_scripted_crash_is_a_fault_not_a_failure() {
+    let mut cfg = small(4, 4, 0.0);
+    cfg.server.min_num_clients = 3;
+    cfg.server.heart_beat_timeout = 120 * SECOND;
+    cfg.server.heart_beat_interval = 30 * SECOND;
+    cfg.faults.push(Fault {
+        at: Trigger::Round(1),
+        clients: vec![2],
+        action: Action::Crash,
+    });
+    let r = Simulation::new(cfg)
+        .run()
+        .expect("a scripted crash does not fail the run");
+    assert!(r.completed && r.error.is_none());
+    assert_eq!(of(&r.events, SimEvent::ClientCrashed).len(), 1);
 }

@@ -46,6 +46,9 @@ pub fn summary(r: &RunResult) -> serde_json::Value {
     if let Some(m) = &r.cross_site {
         s["cross_site"] = data::matrix_to_json(m);
     }
+    if let Some(e) = &r.error {
+        s["error"] = json!(e);
+    }
     s
 }
 

@@ -416,6 +416,8 @@ pub(crate) struct EventBus {
     pub sink_error: Option<std::io::Error>,
     /// Events logged so far, by name.
     pub counts: std::collections::BTreeMap<EventName, u64>,
+    /// The message of the first panic in a handler: it fails the run.
+    pub handler_panic: Option<String>,
 }
 
 impl EventBus {
@@ -435,6 +437,7 @@ impl EventBus {
             keep,
             sink_error: None,
             counts: Default::default(),
+            handler_panic: None,
         }
     }
 
@@ -448,10 +451,16 @@ impl EventBus {
             e.record.seq = self.next_seq;
             self.next_seq += 1;
             *self.counts.entry(e.record.event).or_default() += 1;
-            if !self.handlers.is_empty() {
+            if !self.handlers.is_empty() && self.handler_panic.is_none() {
                 let ctx = e.record.context(&self.app, e.model.as_ref());
-                for h in &mut self.handlers {
-                    h.handle_event(&e.record, &ctx);
+                let handlers = &mut self.handlers;
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    for h in handlers.iter_mut() {
+                        h.handle_event(&e.record, &ctx);
+                    }
+                }));
+                if let Err(panic) = handled {
+                    self.handler_panic = Some(super::failure::message(&*panic));
                 }
             }
             if let Some(sink) = self.sink.as_mut() {

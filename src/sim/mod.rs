@@ -19,6 +19,7 @@ pub mod log;
 
 mod cache;
 mod client;
+mod failure;
 mod inbox;
 mod network;
 mod pool;
@@ -38,6 +39,7 @@ pub use config::{
     Trigger, SECOND,
 };
 pub use events::{client_name, Actor, EventHandler, EventName, EventRecord, SimEvent, Val};
+pub use failure::{Culprit, Failure};
 pub use log::{EventLog, Query, Reason};
 pub use port::Micros;
 pub use server::{CrossSiteMatrix, RoundStats};
@@ -67,6 +69,15 @@ pub enum SimError {
     /// Writing the event log failed.
     #[error("writing the event log failed: {0}")]
     Sink(#[from] std::io::Error),
+    /// An unscripted panic (a bug in fedsim or in a plug-in) stopped the run; `partial` holds
+    /// what it had produced (its log ends with `run_end{reason: failed}`).
+    #[error("{failure}")]
+    Failed {
+        /// Who panicked, when, and why.
+        failure: Failure,
+        /// The run up to the panic.
+        partial: Box<RunResult>,
+    },
 }
 
 /// Everything a run produced.
@@ -88,8 +99,10 @@ pub struct RunResult {
     pub metrics: Metrics,
     /// Cross-site validation's matrix, when it ran.
     pub cross_site: Option<CrossSiteMatrix>,
-    /// False when the run stalled (nothing left to happen before the last round).
+    /// False when the run stalled (nothing left to happen before the last round) or failed.
     pub completed: bool,
+    /// Why the run failed, for a partial result (see [`SimError::Failed`]).
+    pub error: Option<String>,
     /// How many events of each name were logged.
     pub event_counts: BTreeMap<String, u64>,
     /// Contributions accepted over the run.
@@ -249,7 +262,11 @@ impl Simulation {
             hold: cfg.retry.deadline / 2,
         };
         let server = Server::new(Port::new(Actor::Server, rx, shared.clone()), setup);
-        let server = tokio::spawn(server.run());
+        let server = tokio::spawn(failure::guarded(
+            Actor::Server,
+            shared.clone(),
+            server.run(),
+        ));
 
         let common = Arc::new(ClientCommon {
             seed: cfg.seed,
@@ -274,7 +291,7 @@ impl Simulation {
                 common.clone(),
                 profile.clone(),
             );
-            tokio::spawn(c.run());
+            tokio::spawn(failure::guarded(Actor::Client(id), shared.clone(), c.run()));
         }
 
         let app = Arc::new(ApplicationContext {
@@ -296,16 +313,38 @@ impl Simulation {
         if record_wire {
             world.wire = Some(Vec::new());
         }
-        let completed = world.run((0..cfg.initial_clients).collect()).await;
-        if !completed {
-            world.stalled();
+        let mut completed = world.run((0..cfg.initial_clients).collect()).await;
+        let failure = world.take_failure();
+        match &failure {
+            Some(f) => world.failed(f),
+            None if !completed => world.stalled(),
+            None => {}
         }
         world.close();
-        let outcome = server.await.expect("the server task does not panic");
+        let outcome = server.await.ok().flatten();
+        // The server's last act (scoring the final model) may panic after the world is gone.
+        let failure = failure.or_else(|| world.take_failure());
         world.bus.finish();
         if let Some(err) = world.bus.sink_error.take() {
             return Err(SimError::Sink(err));
         }
+        let requested = cfg.server.num_rounds.saturating_sub(cfg.server.start_round) as usize;
+        let ran = outcome.as_ref().map_or(0, |o| o.rounds.len());
+        let learned = outcome
+            .as_ref()
+            .is_some_and(|o| o.rounds.iter().any(|r| r.aggregated > 0));
+        // Complete: ended as the server meant to, every round asked for ran, and something
+        // was learned. A run that gave up, stalled or did nothing is not.
+        completed &= failure.is_none() && ran == requested && (requested == 0 || learned);
+        let outcome = outcome.unwrap_or_else(|| server::ServerOutcome {
+            rounds: Vec::new(),
+            final_metrics: Metrics {
+                loss: f64::NAN,
+                accuracy: f64::NAN,
+            },
+            global: template.clone(),
+            cross_site: None,
+        });
 
         let mut rounds = outcome.rounds;
         for r in &mut rounds {
@@ -314,7 +353,7 @@ impl Simulation {
             r.bytes_down = t.down;
         }
         let metrics = outcome.final_metrics;
-        Ok(RunResult {
+        let result = RunResult {
             name: cfg.name.clone(),
             seed: cfg.seed,
             events: EventLog(std::mem::take(&mut world.bus.kept)),
@@ -334,7 +373,15 @@ impl Simulation {
             virtual_us: shared.now(),
             wire: world.wire.take().unwrap_or_default(),
             wall_s: wall.elapsed().as_secs_f64(),
-        })
+            error: failure.as_ref().map(Failure::to_string),
+        };
+        match failure {
+            Some(failure) => Err(SimError::Failed {
+                failure,
+                partial: Box::new(result),
+            }),
+            None => Ok(result),
+        }
     }
 }
 

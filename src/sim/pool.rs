@@ -17,14 +17,18 @@
 //! A job's result never depends on which thread ran it, only on its inputs, so results are the
 //! same for any number of threads.
 
+use std::any::Any;
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// What a job that panicked left: the panic's payload, raised again in its owner.
+type Panic = Box<dyn Any + Send>;
 
 /// The queues and how many workers are working through them.
 #[derive(Default)]
@@ -65,8 +69,8 @@ impl Pool {
         self.workers > 0
     }
 
-    /// Queues a job, waking a worker if one is free. A job that panics is dropped with its
-    /// result sender, so its owner sees the failure and nobody else does.
+    /// Queues a job, waking a worker if one is free. The jobs this pool makes catch their own
+    /// panics and hand them to their owner; this catch only keeps a worker alive.
     fn push(self: &Arc<Self>, urgent: bool, job: impl FnOnce() + Send + 'static) {
         let job: Job = Box::new(move || {
             let _ = catch_unwind(AssertUnwindSafe(job));
@@ -164,11 +168,15 @@ impl Pool {
         }
         let (tx, rx) = oneshot::channel();
         self.push(true, move || {
-            let _ = tx.send(f());
+            let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
         });
         tokio::task::yield_now().await;
         while self.run_queued(false) {}
-        rx.await.expect("a pool job panicked")
+        match rx.await.expect("a pool job always sends its result") {
+            Ok(v) => v,
+            // The job's panic, with its own message, becomes its owner's.
+            Err(panic) => resume_unwind(panic),
+        }
     }
 
     /// Queues every job of `jobs` (with 1 thread, runs them now) and hands back their results
@@ -204,7 +212,7 @@ impl Pool {
         for (i, f) in jobs.into_iter().enumerate() {
             let tx = tx.clone();
             self.push(urgent, move || {
-                let _ = tx.send((i, f()));
+                let _ = tx.send((i, catch_unwind(AssertUnwindSafe(f))));
             });
         }
         Ordered {
@@ -249,7 +257,7 @@ impl Pool {
 }
 
 /// Where jobs started together send `(index, result)`.
-type Results<T> = mpsc::Receiver<(usize, T)>;
+type Results<T> = mpsc::Receiver<(usize, Result<T, Panic>)>;
 
 /// Results of jobs queued together by [`Pool::start_all`], taken in queue order.
 pub(crate) struct Ordered<T> {
@@ -292,8 +300,9 @@ impl<T> Iterator for Ordered<T> {
             let (i, v) = match rx.try_recv() {
                 Ok(got) => got,
                 Err(mpsc::TryRecvError::Empty) if pool.run_queued(!self.urgent) => continue,
-                Err(_) => rx.recv().expect("a pool job panicked"),
+                Err(_) => rx.recv().expect("a pool job always sends its result"),
             };
+            let v = v.unwrap_or_else(|panic| resume_unwind(panic));
             if i == at {
                 return Some(v);
             }
@@ -379,7 +388,12 @@ mod tests {
             let pool = pool.clone();
             tokio::spawn(async move { pool.run(|| 7u32).await })
         };
-        assert!(bad.await.is_err());
+        let panic = bad.await.unwrap_err().into_panic();
+        assert_eq!(
+            panic.downcast_ref::<&str>(),
+            Some(&"boom"),
+            "the job's own message"
+        );
         assert_eq!(good.await.unwrap(), 7);
         assert_eq!(pool.run(|| 8u32).await, 8);
     }

@@ -153,8 +153,10 @@ pub(crate) struct Shared {
     pub pending: AtomicUsize,
     pub idle: Notify,
     pub now: AtomicU64,
-    /// Set by the server when the run is over.
+    /// Set by the server when the run is over, or by an actor's guard when it panicked.
     pub done: AtomicBool,
+    /// An unscripted panic that stopped the run: who, and its message.
+    pub failure: Mutex<Option<(super::failure::Culprit, String)>>,
 }
 
 impl Shared {
@@ -168,6 +170,13 @@ impl Shared {
 
     fn push_envelope(&self, e: Envelope) {
         self.outbox.lock().expect("outbox lock").envelopes.push(e);
+    }
+
+    /// Records an unscripted panic (the first one wins) and ends the run after this step.
+    pub fn fail(&self, culprit: super::failure::Culprit, message: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.get_or_insert((culprit, message));
+        self.done.store(true, Ordering::Release);
     }
 
     /// One delivered envelope has been handled.

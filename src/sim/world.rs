@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use super::config::{Action, Direction, Fault, Span, Trigger};
 use super::events::{Actor, Detail, EventBus, EventRecord, PendingEvent, SimEvent};
+use super::failure::{Culprit, Failure};
 use super::inbox::Sender;
 use super::network::{Fate, Network};
 use super::port::{Control, EnvAction, Envelope, Micros, Outbox, Payload, Shared, ENV};
@@ -228,6 +229,9 @@ impl World {
                 return true;
             }
             self.collect();
+            if self.bus.handler_panic.is_some() {
+                return true;
+            }
             let heap = self.queue.peek().map(|Reverse(Queued(e))| e.at);
             let Some(at) = self.due.front().map(|e| e.at).or(heap) else {
                 return false;
@@ -577,9 +581,45 @@ impl World {
         self.inboxes.clear();
     }
 
+    /// The unscripted panic that stopped the run, if one did, with the round then under way.
+    pub fn take_failure(&mut self) -> Option<Failure> {
+        let round = self.round;
+        let actor = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let (culprit, message) = actor.or_else(|| {
+            let message = self.bus.handler_panic.take()?;
+            Some((Culprit::Handler, message))
+        })?;
+        Some(Failure {
+            culprit,
+            round,
+            message,
+        })
+    }
+
+    /// The run failed: log why as its last line (unless the server had ended it already).
+    pub fn failed(&mut self, f: &Failure) {
+        if self.bus.counts.contains_key(&SimEvent::RunEnd.into()) {
+            return;
+        }
+        let detail = vec![
+            ("reason", "failed".into()),
+            ("culprit", f.culprit.to_string().into()),
+            ("error", f.message.clone().into()),
+        ];
+        self.log_run_end(detail);
+    }
+
     /// The run stalled: log why, as the server would.
     pub fn stalled(&mut self) {
-        let detail = vec![("reason", "stalled".into())];
+        self.log_run_end(vec![("reason", "stalled".into())]);
+    }
+
+    fn log_run_end(&mut self, detail: Detail) {
         let record = EventRecord {
             seq: 0,
             t_us: self.now(),

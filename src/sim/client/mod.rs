@@ -18,6 +18,7 @@ use bytes::Bytes;
 use super::cache::DataCache;
 use super::config::{Profile, RetryConfig};
 use super::events::{client_name, Actor, ClientName, Detail, EventName, SimEvent};
+use super::failure::ScriptedCrash;
 use super::pool::Pool;
 use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
@@ -282,8 +283,9 @@ impl Client {
             Control::SlowEnd { id } => self.end_slow(id),
             Control::Crash => {
                 self.emit(None, SimEvent::ClientCrashed, vec![]);
-                // resume_unwind skips the panic hook: a scripted crash prints nothing.
-                std::panic::resume_unwind(Box::new("fedsim: simulated client crash"));
+                // resume_unwind skips the panic hook: a scripted crash prints nothing, and
+                // its payload tells the task's guard it was scripted.
+                std::panic::resume_unwind(Box::new(ScriptedCrash));
             }
             _ => {}
         }
