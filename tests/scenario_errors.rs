@@ -38,6 +38,10 @@ const CASES: &[(&str, &str, usize, usize, &[&str])] = &[
     ("missing trace file", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\navailability:\n  trace: nowhere.csv\n", 6, 3, &["nowhere.csv", "does not exist"]),
     ("two actions in one event", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\nevents:\n  - { at: { round: 1 }, clients: [1], quit: {}, crash: {} }\n", 6, 3, &["exactly one action", "found 2"]),
     ("unknown aggregator", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 5\n  aggregator: fedvag\nclients: { count: 4 }\n", 5, 3, &["unknown aggregator `fedvag`", "did you mean `fedavg`?"]),
+    ("unknown key in a bound", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients: { count: 2 }\nexpect:\n  - { final: { test_accuracy: { minimum: 0.99 } } }\n", 6, 31, &["unknown field `minimum`", "`min` or `max`"]),
+    ("unknown key in a count", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients: { count: 2 }\nexpect:\n  - { event: _startRound, count: { mni: 5 } }\n", 6, 34, &["unknown field `mni`"]),
+    ("an empty range", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients: { count: 2 }\nexpect:\n  - { event: _startRound, count: { min: 5, max: 1 } }\n", 6, 34, &["min (5) is more than max (1)"]),
+    ("unknown key in a join", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 2 }\nevents:\n  - { at: { round: 1 }, join: { count: 2, cuont: 3 } }\n", 6, 43, &["unknown field `cuont`"]),
     ("unknown group target", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients:\n  count: 4\n  groups: [{ name: slow, share: 1.0 }]\nevents:\n  - at: { round: 1 }\n    clients: { group: slwo }\n    quit: {}\n", 9, 5, &["no client group is named `slwo`", "did you mean `slow`?"]),
     ("unknown expected event", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\nexpect:\n  - event: contribution_rejectd\n", 6, 5, &["unknown event `contribution_rejectd`", "did you mean `contribution_rejected`?"]),
     ("linear model on classification data", "name: t\ntask: { model: linear, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\n", 2, 9, &["needs `generator: regression`"]),
@@ -184,4 +188,39 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted() {
+    let with_bom = format!("\u{feff}{GOOD}");
+    assert!(Scenario::from_str(&with_bom, "bom.yaml").is_ok());
+}
+
+#[test]
+fn nesting_deeper_than_the_limit_is_refused_at_once() {
+    let depth = 100_000;
+    let text = format!("name: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+    // Refused from the bytes: the YAML parser, left to it, took most of a minute.
+    let err = Scenario::from_str(&text, "deep.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("deep.yaml:1:") && err.contains("nested more than 64 levels"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_past_the_size_limit_is_refused_before_it_is_read() {
+    let dir = std::env::temp_dir().join(format!("fedsim-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.yaml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(fedsim::scenario::limits::MAX_BYTES + 1).unwrap();
+    let err = Scenario::load(&big).unwrap_err().to_string();
+    assert!(
+        err.contains("big.yaml:1:1") && err.contains("limited to 16 MiB"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,11 +6,13 @@
 //! - `compile`: the semantic pass and compilation into a `SimConfig`.
 //! - `locate`: positions of key paths, for errors found after parsing.
 //! - `trace`: availability traces (CSV).
+//! - [`limits`]: how large and how deep a file may be.
 //! - [`error`]: positioned errors with hints.
 //! - [`expect`]: the `expect:` block, validated at load and checked against a finished run.
 
 pub mod error;
 pub mod expect;
+pub mod limits;
 pub mod schema;
 pub mod units;
 
@@ -40,15 +42,27 @@ impl Scenario {
     /// Loads and checks a scenario file.
     pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioErrors> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| {
+        let fail = |message: String| {
             ScenarioErrors(vec![ScenarioError {
                 file: path.to_path_buf(),
                 line: 1,
                 column: 1,
-                message: format!("cannot read the scenario: {e}"),
+                message,
                 hint: None,
             }])
-        })?;
+        };
+        let meta =
+            std::fs::metadata(path).map_err(|e| fail(format!("cannot read the scenario: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail(
+                "expected a scenario file, found a directory or a device".into(),
+            ));
+        }
+        if meta.len() > limits::MAX_BYTES {
+            return Err(fail(too_big(meta.len())));
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| fail(format!("cannot read the scenario: {e}")))?;
         Scenario::from_bytes(&bytes, path)
     }
 
@@ -69,6 +83,9 @@ impl Scenario {
                 hint,
             }])
         };
+        if bytes.len() as u64 > limits::MAX_BYTES {
+            return Err(one(1, 1, too_big(bytes.len() as u64), None));
+        }
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -87,6 +104,19 @@ impl Scenario {
                 line,
                 column,
                 "expected YAML text, found a NUL byte (binary data)".into(),
+                None,
+            ));
+        }
+        // A byte-order mark, as some editors write one, is not part of the YAML.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if let Some((line, column)) = limits::too_deep(text) {
+            return Err(one(
+                line,
+                column,
+                format!(
+                    "nested more than {} levels deep; scenarios are limited to that",
+                    limits::MAX_DEPTH
+                ),
                 None,
             ));
         }
@@ -142,6 +172,13 @@ impl crate::sim::Simulation {
 /// The JSON Schema of the scenario format.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a schema is JSON")
+}
+
+fn too_big(len: u64) -> String {
+    format!(
+        "the scenario is {len} bytes; scenario files are limited to {} MiB",
+        limits::MAX_BYTES >> 20
+    )
 }
 
 /// serde_norway puts " at line L column C" into messages; the error prints its own position.

@@ -445,9 +445,10 @@ pub struct ForSpec {
     pub span: String,
 }
 
-/// A join.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(untagged)]
+/// A join. Read by hand, not as an untagged enum, so that `{count: 10, cuont: 3}` is an error
+/// (untagged enums ignore unknown keys).
+#[derive(Debug, Clone, Copy, JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum JoinSpec {
     /// `join: 10`.
     Count(u32),
@@ -456,6 +457,36 @@ pub enum JoinSpec {
         /// How many new clients.
         count: u32,
     },
+}
+
+impl<'de> Deserialize<'de> for JoinSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct JoinMap {
+            count: u32,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JoinSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a count of clients, or `{count: N}`")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<JoinSpec, E> {
+                u32::try_from(v)
+                    .map(JoinSpec::Count)
+                    .map_err(|_| E::custom(format!("expected at most {} clients", u32::MAX)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<JoinSpec, E> {
+                Err(E::custom(format!("expected a count of clients, found {v}")))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<JoinSpec, A::Error> {
+                let m = JoinMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(JoinSpec::Map { count: m.count })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Lateness.
@@ -571,9 +602,11 @@ pub enum ClientRef {
     Name(String),
 }
 
-/// An exact number or a range.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq)]
-#[serde(untagged)]
+/// An exact number or a range. Read by hand (see `Deserialize` below), not as an untagged
+/// enum: serde's untagged enums ignore unknown keys, and `{mni: 5}` must be an error, not a
+/// bound that always holds.
+#[derive(Debug, Clone, Copy, JsonSchema, PartialEq)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum Bound {
     /// Exactly this.
     Exact(f64),
@@ -586,6 +619,68 @@ pub enum Bound {
         #[serde(default)]
         max: Option<f64>,
     },
+}
+
+impl<'de> Deserialize<'de> for Bound {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BoundVisitor)
+    }
+}
+
+struct BoundVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BoundVisitor {
+    type Value = Bound;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a number or `{min: a, max: b}`")
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Bound, E> {
+        if v.is_finite() {
+            Ok(Bound::Exact(v))
+        } else {
+            Err(E::custom(format!("expected a finite number, found {v}")))
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Bound, E> {
+        Ok(Bound::Exact(v as f64))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Bound, E> {
+        Ok(Bound::Exact(v as f64))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Bound, A::Error> {
+        use serde::de::Error;
+        let (mut min, mut max): (Option<f64>, Option<f64>) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            let slot = match key.as_str() {
+                "min" => &mut min,
+                "max" => &mut max,
+                other => return Err(A::Error::unknown_field(other, &["min", "max"])),
+            };
+            if slot.is_some() {
+                return Err(A::Error::custom(format!("duplicate key `{key}`")));
+            }
+            let v: f64 = map.next_value()?;
+            if !v.is_finite() {
+                return Err(A::Error::custom(format!(
+                    "`{key}` must be finite, found {v}"
+                )));
+            }
+            *slot = Some(v);
+        }
+        if let (Some(a), Some(b)) = (min, max) {
+            if a > b {
+                return Err(A::Error::custom(format!(
+                    "an empty range: min ({a}) is more than max ({b})"
+                )));
+            }
+        }
+        Ok(Bound::Range { min, max })
+    }
 }
 
 /// Final-metric assertions.
