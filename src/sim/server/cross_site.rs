@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Phase, Server};
 use crate::fed_learn::pb::{self, ModelData};
-use crate::fed_learn::{EventType, Text};
+use crate::fed_learn::{EventType, MessageId, Text};
 use crate::learn::Params;
 use crate::sim::events::client_name;
 use crate::sim::port::{Method, Timer};
@@ -75,7 +75,7 @@ impl Server {
         let (step, task, models) = (x.step, x.task.clone(), x.best.len() + 1);
         let mark = self.cross_step_mark(step);
         if let Some(r) = self.clients.get_mut(&client) {
-            r.served = Some((mark, req.clone()));
+            r.served = Some((mark, MessageId::copy_of(req)));
         }
         if step == 1 {
             self.port.emit(

@@ -488,7 +488,7 @@ impl Server {
         };
         let (r, task) = (open.r, open.task.clone());
         if let Some(reg) = self.clients.get_mut(&client) {
-            reg.served = Some((r, req.clone()));
+            reg.served = Some((r, MessageId::copy_of(req)));
         }
         self.port
             .emit(Some(r), EventType::GetModel, Some(client), vec![]);
@@ -507,7 +507,9 @@ impl Server {
         // Served already for this round or step, the client gets the task again only if it
         // sent the same request again (the answer was lost); a new request waits.
         let served = self.clients.get(&client).and_then(|r| r.served.as_ref());
-        let fresh = |mark: u32| served.is_none_or(|(m, id)| *m != mark || id == req);
+        let fresh = |mark: u32| {
+            served.is_none_or(|(m, id)| *m != mark || id.is_some_and(|id| id.is(req)))
+        };
         match &self.phase {
             Phase::Training(o) if o.selected.contains(&client) && fresh(o.r) => {
                 self.serve_round(client, req)

@@ -18,7 +18,7 @@ pub(super) struct Registered {
     /// The last round (or cross-site step, see `cross_step_mark`) this client was given a
     /// task for, and the id of the request it answered: the same request sent again (its
     /// answer was lost) is answered again.
-    pub served: Option<(u32, Text)>,
+    pub served: Option<(u32, Option<MessageId>)>,
     /// The id of the last contribution handled: the same one sent again (its answer was
     /// lost) is acknowledged, not handled twice.
     pub last_submit: Option<MessageId>,
