@@ -12,6 +12,7 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -73,12 +74,15 @@ pub(crate) fn message(panic: &(dyn Any + Send)) -> String {
 
 /// Runs an actor's task, catching a panic in any of its polls: a scripted crash ends it
 /// quietly, anything else is recorded as the run's failure. `None` if it did not finish.
+///
+/// The task comes boxed: pinned in place here instead, it would take up its room twice in
+/// this future (as the argument and as the pinned local), and every client's task would be
+/// copied at that size when spawned.
 pub(crate) async fn guarded<T>(
     actor: Actor,
     shared: Arc<Shared>,
-    task: impl Future<Output = T>,
+    mut task: Pin<Box<impl Future<Output = T>>>,
 ) -> Option<T> {
-    let mut task = std::pin::pin!(task);
     let outcome = std::future::poll_fn(|cx| {
         match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),

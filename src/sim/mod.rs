@@ -265,7 +265,7 @@ impl Simulation {
         let server = tokio::spawn(failure::guarded(
             Actor::Server,
             shared.clone(),
-            server.run(),
+            Box::pin(server.run()),
         ));
 
         let common = Arc::new(ClientCommon {
@@ -291,7 +291,8 @@ impl Simulation {
                 common.clone(),
                 profile.clone(),
             );
-            tokio::spawn(failure::guarded(Actor::Client(id), shared.clone(), c.run()));
+            let task = Box::pin(c.run());
+            tokio::spawn(failure::guarded(Actor::Client(id), shared.clone(), task));
         }
 
         let app = Arc::new(ApplicationContext {
