@@ -140,6 +140,7 @@ pub struct Simulation {
     sink: Option<Box<dyn Write + Send>>,
     keep_events: bool,
     record_wire: bool,
+    reference_paths: bool,
 }
 
 impl Simulation {
@@ -152,6 +153,7 @@ impl Simulation {
             sink: None,
             keep_events: true,
             record_wire: false,
+            reference_paths: std::env::var("FEDSIM_KERNELS").is_ok_and(|v| v == "portable"),
         }
     }
 
@@ -194,6 +196,14 @@ impl Simulation {
         self
     }
 
+    /// Whether to take the reference path wherever fedsim has a shortcut that must give the
+    /// same results (default: true when the environment variable `FEDSIM_KERNELS` is
+    /// `portable`). Tests use it to show that the shortcut changes nothing.
+    pub fn reference_paths(mut self, on: bool) -> Self {
+        self.reference_paths = on;
+        self
+    }
+
     /// Runs on a fresh paused, current-thread runtime with `threads` blocking threads.
     pub fn run(self) -> Result<RunResult, SimError> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -216,6 +226,7 @@ impl Simulation {
             sink,
             keep_events,
             record_wire,
+            reference_paths,
         } = self;
         validate(&cfg)?;
         let aggregator = match aggregator {
@@ -284,12 +295,22 @@ impl Simulation {
             let (tx, rx) = inbox::inbox();
             inboxes.push(Some(tx));
             let port = Port::new(Actor::Client(id), rx, shared.clone());
+            let threatened = cfg.faults.iter().any(|f| {
+                f.clients.contains(&id)
+                    && matches!(
+                        f.action,
+                        Action::Corrupt { .. } | Action::Slow { link: true, .. }
+                    )
+            });
+            let sure = !reference_paths
+                && client::answered_in_time(profile, &cfg.transport, &cfg.retry, threatened);
             let c = Client::new(
                 id,
                 port,
                 chain(&cfg, u64::from(id) + 1),
                 common.clone(),
                 profile.clone(),
+                sure,
             );
             let task = Box::pin(c.run());
             tokio::spawn(failure::guarded(Actor::Client(id), shared.clone(), task));

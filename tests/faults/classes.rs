@@ -603,3 +603,31 @@ fn lossy_runs_log_nothing_after_run_end() {
         run(cfg);
     }
 }
+
+// ---- The shortcut for links that always answer in time ------------------------------------
+
+/// Clients whose every call is sure to be answered in time set no deadline timers and keep
+/// no copies to send again; the reference path (every call tracked in full) gives the same
+/// bytes.
+#[test]
+fn clients_sure_of_their_answers_run_exactly_as_the_reference_path() {
+    let mut lossless = federation(6, 4, 500.0);
+    lossless.server.clients_per_round = 3;
+    lossless.server.min_num_clients = 2;
+    let mut w1 = SimConfig::w1(50, 10, 3);
+    w1.seed = 3;
+    for cfg in [lossless, w1] {
+        let run = |reference| {
+            let r = Simulation::new(cfg.clone())
+                .record_wire(true)
+                .reference_paths(reference)
+                .run()
+                .unwrap();
+            let bytes = (r.events.to_jsonl(), r.model_bytes(), r.wire.clone());
+            (bytes, r)
+        };
+        let ((fast, r), (reference, _)) = (run(false), run(true));
+        assert!(fast == reference, "the shortcut changed the run");
+        assert!(of(&r.events, SimEvent::RequestRetry).is_empty());
+    }
+}

@@ -68,6 +68,10 @@ pub(crate) struct Client {
     state: State,
     token: Option<Text>,
     calls: Calls,
+    /// Whether every call of this client is answered before its deadline, whatever happens
+    /// (see [`answered_in_time`]): then it sets no deadline timers and keeps no copies to send
+    /// again, as none could ever be needed.
+    sure: bool,
     /// Bumped when the client drops out or comes back, so timers set before are ignored.
     epoch: u64,
     /// Dropouts in force, by fault instance: the client is out while any is.
@@ -99,8 +103,10 @@ impl Client {
         chain: TransformChain,
         common: Arc<ClientCommon>,
         profile: Profile,
+        sure: bool,
     ) -> Self {
         Client {
+            sure,
             ids: MessageIds::new(rng::stream(common.seed, "client-ids", u64::from(id), NONE)),
             calls: Calls::default(),
             id,
@@ -200,7 +206,7 @@ impl Client {
 
     /// Sends `frame` as the call `id` and starts its deadline.
     fn call(&mut self, method: Method, id: MessageId, frame: Bytes, keep: bool) {
-        let kept = keep.then(|| frame.clone());
+        let kept = (keep && !self.sure).then(|| frame.clone());
         self.send_frame(method, frame);
         let now = self.port.now();
         let policy = Policy {
@@ -238,6 +244,9 @@ impl Client {
     }
 
     fn arm_calls(&mut self) {
+        if self.sure {
+            return;
+        }
         if let Some(delay) = self.calls.arm(self.port.now()) {
             self.port.timer(delay, Timer::Calls(self.epoch));
         }
@@ -592,4 +601,25 @@ impl Client {
         };
         (samples * per_sample * combined(&self.slows)).round() as Micros
     }
+}
+
+/// Whether every call a client makes is sure to be answered before its deadline: its link
+/// loses and damages nothing (no loss or corruption, no scripted corruption), is never slowed,
+/// and takes a fixed latency with no transfer time, a quarter of the deadline at most. (The
+/// server answers a login or a contribution at once, and a task request within half the
+/// deadline, so every answer is back within `2 × latency + deadline / 2`.) A dropout forgets
+/// its calls anyway. Such a client needs no deadline timers and no copies to send again: W1's
+/// thousand clients are all such.
+pub(crate) fn answered_in_time(
+    profile: &Profile,
+    transport: &crate::sim::TransportConfig,
+    retry: &RetryConfig,
+    threatened: bool,
+) -> bool {
+    use crate::dist::Dist;
+    let quick = match (profile.latency_us, profile.bandwidth) {
+        (Dist::Fixed(l), Dist::Fixed(b)) => b == f64::INFINITY && 4.0 * l < retry.deadline as f64,
+        _ => false,
+    };
+    quick && transport.loss_rate == 0.0 && transport.corruption_rate == 0.0 && !threatened
 }
