@@ -249,10 +249,19 @@ fn may_outlast_the_run(
             factor: g, span, ..
         } if g == factor && f.clients.contains(&c) => match span {
             Span::Time(d) => s.t_us + d >= end.t_us,
-            Span::Rounds(n) => !r
-                .events
-                .iter()
-                .any(|e| is(e, EventType::StartRound) && e.round == Some(round_at_start + n)),
+            // An end due when a round starts comes in the step after that start; the last
+            // round to start may have started in the run's final step, after which nothing
+            // happens.
+            Span::Rounds(n) => {
+                let due = round_at_start + n;
+                let last = r
+                    .events
+                    .iter()
+                    .rev()
+                    .find(|e| is(e, EventType::StartRound))
+                    .and_then(|e| e.round);
+                last.is_none_or(|l| l <= due)
+            }
         },
         _ => false,
     })

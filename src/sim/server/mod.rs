@@ -507,9 +507,8 @@ impl Server {
         // Served already for this round or step, the client gets the task again only if it
         // sent the same request again (the answer was lost); a new request waits.
         let served = self.clients.get(&client).and_then(|r| r.served.as_ref());
-        let fresh = |mark: u32| {
-            served.is_none_or(|(m, id)| *m != mark || id.is_some_and(|id| id.is(req)))
-        };
+        let fresh =
+            |mark: u32| served.is_none_or(|(m, id)| *m != mark || id.is_some_and(|id| id.is(req)));
         match &self.phase {
             Phase::Training(o) if o.selected.contains(&client) && fresh(o.r) => {
                 self.serve_round(client, req)
