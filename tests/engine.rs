@@ -437,21 +437,6 @@ fn a_panicking_aggregator_fails_the_run_naming_the_server_and_the_round() {
     assert_eq!(of(&partial.events, SimEvent::RunEnd).len(), 1);
 }
 
-#[test]
-fn a_panic_in_a_clients_pool_job_fails_the_run_with_its_own_message() {
-    for threads in [1, 2] {
-        let mut cfg = small(3, 3, 0.0);
-        cfg.threads = threads;
-        // Far more samples than memory: generating the data panics (capacity overflow).
-        cfg.data.samples = Dist::Fixed(1e30);
-        let (failure, partial) = failure_of(Simulation::new(cfg).run());
-        assert!(matches!(failure.culprit, Culprit::Actor(_)), "{failure}");
-        // The job's own message (an overflow in debug builds, capacity overflow in release).
-        assert!(failure.message.contains("overflow"), "{failure}");
-        assert!(!partial.completed);
-    }
-}
-
 struct PanickyHandler;
 
 impl EventHandler for PanickyHandler {

@@ -47,6 +47,22 @@ const CASES: &[(&str, &str, usize, usize, &[&str])] = &[
     ("linear model on classification data", "name: t\ntask: { model: linear, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\n", 2, 9, &["needs `generator: regression`"]),
     ("bad YAML", "name: t\ntask: { model: softmax\n", 3, 1, &["did not find expected ',' or '}'", "while parsing a flow mapping"]),
     ("binary data", "name: t\n\u{0}\u{1}\u{2}", 2, 1, &["NUL byte"]),
+    ("a duration past 100 years", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 2\n  round_timeout: 300000000d\nclients: { count: 2 }\n", 5, 18, &["past the limit of 100 years"]),
+    ("a heartbeat interval of 0", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 2\n  heart_beat_interval: 0s\nclients: { count: 2 }\n", 5, 3, &["at least 1ms"]),
+    ("a bandwidth of 0", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients:\n  count: 2\n  groups: [{ share: 1.0, link: { bandwidth: 0B/s } }]\n", 6, 45, &["write `unlimited`"]),
+    ("a learning rate that is not a number", "name: t\ntask: { model: softmax, data: { generator: w1 } }\ntraining: { lr: .nan }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 3, 13, &["finite learning rate"]),
+    ("a slowdown factor that is not a number", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 2 }\nevents:\n  - { at: { round: 1 }, clients: [0], slow: { factor: .nan, for: 1 round } }\n", 6, 47, &["finite factor"]),
+    ("no samples per client", "name: t\ntask:\n  model: softmax\n  data: { generator: w1, samples_per_client: 0 }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 4, 26, &["1 to 1000000 samples"]),
+    ("more samples than a client may hold", "name: t\ntask:\n  model: softmax\n  data: { generator: w1, samples_per_client: 1e30 }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 4, 26, &["1 to 1000000 samples"]),
+    ("a lognormal too wide", "name: t\ntask:\n  model: softmax\n  data: { generator: w1, samples_per_client: { lognormal: { median: 64, sigma: 1000 } } }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 4, 46, &["sigma from 0 to 10"]),
+    ("no hidden units", "name: t\ntask: { model: { mlp: { hidden: 0 } }, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 2, 25, &["1 to 100000 hidden units"]),
+    ("no global test clients", "name: t\ntask:\n  model: softmax\n  data: { generator: w1, global_test_clients: 0 }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 4, 26, &["expected 1 to 100000"]),
+    ("another generator's setting", "name: t\ntask:\n  model: softmax\n  data: { generator: w1, alpha: 1.0 }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 4, 26, &["not a setting of the `w1` generator", "noise"]),
+    ("a key with no encryption", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2 }\ntransport: { key: abc }\nclients: { count: 2 }\n", 4, 14, &["would do nothing"]),
+    ("joins past the client limit", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 8 }\nevents:\n  - { at: { round: 1 }, join: 4294967290 }\n", 4, 12, &["limited to 10000000"]),
+    ("no minimum of clients", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2, min_num_clients: 0, max_num_clients: 0 }\nclients: { count: 2 }\n", 3, 22, &["a round needs a client"]),
+    ("too many features", "name: t\ntask: { model: softmax, features: 10000000, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients: { count: 2 }\n", 2, 9, &["features"]),
+    ("a start round near the top of u32", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 4294967295, start_round: 4294967290 }\nclients: { count: 2 }\n", 3, 11, &["at most 1000000000 rounds"]),
 ];
 
 #[test]

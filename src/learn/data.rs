@@ -283,6 +283,10 @@ impl DataGen {
     }
 }
 
+/// The most samples one client may hold: a drawn count is clamped to it, and a scenario may not
+/// ask for more.
+pub const MAX_SAMPLES: usize = 1_000_000;
+
 /// One client's data: what it trains on and what it tests on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientData {
@@ -370,7 +374,10 @@ impl DataSpec {
     /// How many samples client `client` has.
     pub fn sample_count(&self, seed: u64, client: u64) -> usize {
         let mut r = rng::stream(seed, "sample-count", client, NONE);
-        self.samples.sample(&mut r).round().max(2.0) as usize
+        let drawn = self.samples.sample(&mut r).round();
+        // A draw is clamped into the range a client may hold (NaN, from a distribution that
+        // cannot draw, becomes the least).
+        drawn.clamp(2.0, MAX_SAMPLES as f64) as usize
     }
 
     /// Client `client`'s data, generated from its own streams.

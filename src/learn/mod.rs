@@ -11,6 +11,6 @@ mod net;
 /// Standard normal draws in bulk, identical to `rand_distr`'s one at a time.
 mod normal;
 
-pub use data::{ClientData, DataGen, DataSpec, Dataset, Generator, Targets};
+pub use data::{ClientData, DataGen, DataSpec, Dataset, Generator, Targets, MAX_SAMPLES};
 pub use model::{zeros_like, Evaluator, Metrics, ModelKind, Params, PartScore, TrainConfig};
 pub(crate) use net::{Net, NetTensors};

@@ -19,7 +19,7 @@
 
 use std::sync::OnceLock;
 
-use rand::{Rng, RngCore};
+use rand::RngCore;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::chacha::Keystream;
@@ -85,7 +85,7 @@ impl Source<'_> {
                 s.fill_bytes(bytes);
             }
             #[cfg(not(target_endian = "little"))]
-            Source::Stream(s) => s.fill(out),
+            Source::Stream(s) => rand::Rng::fill(&mut **s, out),
             Source::Keystream(k) => k.words(out),
         }
     }
@@ -401,6 +401,7 @@ impl RngCore for Script {
 mod tests {
     use super::*;
     use crate::rng::{stream, NONE};
+    use rand::Rng;
 
     /// Draws `n` normals both ways from the same stream, in `fill` calls of the given sizes.
     fn both_ways(seed: u64, sizes: &[usize]) {

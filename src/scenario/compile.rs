@@ -9,7 +9,7 @@ use super::locate::{locate, path};
 use super::schema::*;
 use super::trace;
 use crate::dist::Dist;
-use crate::learn::{DataSpec, Generator, ModelKind, TrainConfig};
+use crate::learn::{DataSpec, Generator, ModelKind, TrainConfig, MAX_SAMPLES};
 use crate::rng::{self, NONE};
 use crate::sim::{
     Action, Direction, Fault, Profile, RetryConfig, ServerConfig, SimConfig, Span, TransportConfig,
@@ -36,11 +36,54 @@ impl Checker<'_> {
     }
 }
 
+/// The most clients a scenario may have, joins included.
+pub const MAX_CLIENTS: u64 = 10_000_000;
+/// The most rounds (`server.rounds`, Clara's exclusive end).
+pub const MAX_ROUNDS: u32 = 1_000_000_000;
+/// The most input features, classes and hidden units, and model parameters in all.
+pub const MAX_FEATURES: usize = 100_000;
+/// See [`MAX_FEATURES`].
+pub const MAX_CLASSES: usize = 10_000;
+/// See [`MAX_FEATURES`].
+pub const MAX_HIDDEN: usize = 100_000;
+/// See [`MAX_FEATURES`].
+pub const MAX_PARAMETERS: u64 = 100_000_000;
+/// The shortest heartbeat interval.
+pub const MIN_HEARTBEAT_US: u64 = 1_000;
+
+impl Checker<'_> {
+    /// Checks that `v` is a finite number within `range`, else reports `what` at `at`.
+    fn within(&mut self, at: &str, v: f64, range: std::ops::RangeInclusive<f64>, what: &str) {
+        if !(v.is_finite() && range.contains(&v)) {
+            self.err(at, format!("expected {what}, found {v}"), None);
+        }
+    }
+}
+
 /// Compiles `f` (already type-checked) into an engine config, or the list of problems.
 pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
     let count = f.clients.count;
     if count == 0 {
         ck.err("clients.count", "expected at least 1 client, found 0", None);
+    }
+    let joined: u64 = f
+        .events
+        .iter()
+        .filter_map(|e| e.join)
+        .map(|j| match j {
+            JoinSpec::Count(n) | JoinSpec::Map { count: n } => u64::from(n),
+        })
+        .sum();
+    if u64::from(count) + joined > MAX_CLIENTS {
+        ck.err(
+            "clients.count",
+            format!(
+                "{} clients with the joins; scenarios are limited to {MAX_CLIENTS}",
+                u64::from(count) + joined
+            ),
+            None,
+        );
+        return None;
     }
     let model = model(f, ck);
     let data = data(f, ck);
@@ -70,13 +113,7 @@ pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
         lr: f.training.lr,
         prox_mu: f.training.fedprox_mu,
     };
-    if f.training.batch_size == 0 {
-        ck.err(
-            "training.batch_size",
-            "expected a batch size of at least 1",
-            None,
-        );
-    }
+    check_training(&f.training, ck);
     if !ck.errors.is_empty() {
         return None;
     }
@@ -96,14 +133,66 @@ pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
     })
 }
 
+fn check_training(t: &TrainingSpec, ck: &mut Checker) {
+    if t.batch_size == 0 {
+        ck.err(
+            "training.batch_size",
+            "expected a batch size of at least 1",
+            None,
+        );
+    }
+    if !(1..=10_000).contains(&t.local_epochs) {
+        let found = t.local_epochs;
+        ck.err(
+            "training.local_epochs",
+            format!("expected 1 to 10000 epochs, found {found}"),
+            None,
+        );
+    }
+    if !(t.lr.is_finite() && t.lr > 0.0) {
+        let lr = t.lr;
+        ck.err(
+            "training.lr",
+            format!("expected a finite learning rate > 0, found {lr}"),
+            None,
+        );
+    }
+    let mu = f64::from(t.fedprox_mu);
+    ck.within(
+        "training.fedprox_mu",
+        mu,
+        0.0..=f64::MAX,
+        "a finite weight >= 0",
+    );
+}
+
 fn model(f: &ScenarioFile, ck: &mut Checker) -> ModelKind {
     let kind = match f.task.model {
         ModelSpec::Linear => ModelKind::Linear,
         ModelSpec::Softmax => ModelKind::Softmax,
-        ModelSpec::Mlp { hidden } => ModelKind::Mlp {
-            hidden: hidden.max(1),
-        },
+        ModelSpec::Mlp { hidden } => {
+            if !(1..=MAX_HIDDEN).contains(&hidden) {
+                ck.err(
+                    "task.model.mlp.hidden",
+                    format!("expected 1 to {MAX_HIDDEN} hidden units, found {hidden}"),
+                    None,
+                );
+            }
+            ModelKind::Mlp { hidden }
+        }
     };
+    let (n, c) = (f.task.features as u64, f.task.classes.max(1) as u64);
+    let params = match kind {
+        ModelKind::Mlp { hidden } => (n + 1) * hidden as u64 + (hidden as u64 + 1) * c,
+        _ => (n + 1) * c,
+    };
+    if params > MAX_PARAMETERS {
+        ck.err(
+            "task.model",
+            format!("{params} parameters; models are limited to {MAX_PARAMETERS}"),
+            None,
+        );
+    }
     let regression = f.task.data.generator == GeneratorName::Regression;
     if regression != (kind == ModelKind::Linear) {
         let msg = if regression {
@@ -118,6 +207,7 @@ fn model(f: &ScenarioFile, ck: &mut Checker) -> ModelKind {
 
 fn data(f: &ScenarioFile, ck: &mut Checker) -> DataSpec {
     let d = &f.task.data;
+    check_data(f, ck);
     let generator = match d.generator {
         GeneratorName::W1 => Generator::W1 {
             noise: d.noise.unwrap_or(0.3),
@@ -137,13 +227,23 @@ fn data(f: &ScenarioFile, ck: &mut Checker) -> DataSpec {
             None,
         );
     }
-    if f.task.features == 0 {
-        ck.err("task.features", "expected at least 1 feature", None);
+    if !(1..=MAX_FEATURES).contains(&f.task.features) {
+        ck.err(
+            "task.features",
+            format!(
+                "expected 1 to {MAX_FEATURES} features, found {}",
+                f.task.features
+            ),
+            None,
+        );
     }
-    if d.generator != GeneratorName::Regression && f.task.classes < 2 {
+    if d.generator != GeneratorName::Regression && !(2..=MAX_CLASSES).contains(&f.task.classes) {
         ck.err(
             "task.classes",
-            format!("expected at least 2 classes, found {}", f.task.classes),
+            format!(
+                "expected 2 to {MAX_CLASSES} classes, found {}",
+                f.task.classes
+            ),
             None,
         );
     }
@@ -166,8 +266,69 @@ fn data(f: &ScenarioFile, ck: &mut Checker) -> DataSpec {
         samples: d.samples_per_client.dist,
         test_fraction: d.test_fraction,
         label_skew,
-        global_test_clients: d.global_test_clients.max(1),
-        global_test_samples: d.global_test_samples.max(1),
+        global_test_clients: d.global_test_clients,
+        global_test_samples: d.global_test_samples,
+    }
+}
+
+/// The data keys' values, and that each key belongs to the generator named.
+fn check_data(f: &ScenarioFile, ck: &mut Checker) {
+    let d = &f.task.data;
+    let own: &[&str] = match d.generator {
+        GeneratorName::Synthetic => &["alpha", "beta"],
+        GeneratorName::W1 | GeneratorName::Regression => &["noise"],
+    };
+    for (key, v) in [("alpha", d.alpha), ("beta", d.beta), ("noise", d.noise)] {
+        let Some(v) = v else { continue };
+        let at = format!("task.data.{key}");
+        if !own.contains(&key) {
+            let name = format!("{:?}", d.generator).to_lowercase();
+            ck.err(
+                &at,
+                format!("`{key}` is not a setting of the `{name}` generator"),
+                Some(format!("it takes {}", own.join(" and "))),
+            );
+        }
+        ck.within(&at, v, 0.0..=1e6, "a finite number >= 0");
+    }
+    let at = "task.data.samples_per_client";
+    match d.samples_per_client.dist {
+        Dist::Fixed(n) => ck.within(
+            at,
+            n,
+            1.0..=MAX_SAMPLES as f64,
+            &format!("1 to {MAX_SAMPLES} samples"),
+        ),
+        Dist::Uniform { high, .. } => ck.within(
+            at,
+            high,
+            1.0..=MAX_SAMPLES as f64,
+            "a distribution drawing at most 1000000 samples",
+        ),
+        Dist::Normal { mean, .. } | Dist::Exponential { mean } => ck.within(
+            at,
+            mean,
+            1.0..=MAX_SAMPLES as f64,
+            "a distribution around 1 to 1000000 samples",
+        ),
+        Dist::LogNormal { mu, .. } => ck.within(
+            at,
+            mu.exp(),
+            1.0..=MAX_SAMPLES as f64,
+            "a median of 1 to 1000000 samples",
+        ),
+    }
+    for (key, n, most) in [
+        ("global_test_clients", d.global_test_clients, 100_000),
+        ("global_test_samples", d.global_test_samples, MAX_SAMPLES),
+    ] {
+        if !(1..=most).contains(&n) {
+            ck.err(
+                &format!("task.data.{key}"),
+                format!("expected 1 to {most}, found {n}"),
+                None,
+            );
+        }
     }
 }
 
@@ -222,6 +383,34 @@ fn server(f: &ScenarioFile, ck: &mut Checker) -> ServerConfig {
             );
         }
     }
+    if s.rounds > MAX_ROUNDS {
+        ck.err(
+            "server.rounds",
+            format!("expected at most {MAX_ROUNDS} rounds, found {}", s.rounds),
+            None,
+        );
+    }
+    if s.min_num_clients == 0 {
+        ck.err(
+            "server.min_num_clients",
+            "expected at least 1: a round needs a client to contribute",
+            None,
+        );
+    }
+    if s.max_num_clients == Some(0) {
+        ck.err(
+            "server.max_num_clients",
+            "expected at least 1: no client could register",
+            None,
+        );
+    }
+    if cfg.heart_beat_interval < MIN_HEARTBEAT_US {
+        ck.err(
+            "server.heart_beat_interval",
+            "expected a heartbeat interval of at least 1ms",
+            None,
+        );
+    }
     if s.rounds <= s.start_round {
         ck.err("server.rounds", format!("rounds ({}) must be more than start_round ({}): rounds run from start_round up to rounds", s.rounds, s.start_round), None);
     }
@@ -259,6 +448,20 @@ fn transport(f: &ScenarioFile, ck: &mut Checker) -> TransportConfig {
     }
     if t.level.is_some_and(|l| l > 9) {
         ck.err("transport.level", "expected a gzip level from 0 to 9", None);
+    }
+    if t.level.is_some() && t.compression != Compression::Gzip {
+        ck.err(
+            "transport.level",
+            "a gzip level without `compression: gzip` would do nothing",
+            None,
+        );
+    }
+    if t.key.is_some() && t.encryption != Encryption::AesGcm {
+        ck.err(
+            "transport.key",
+            "a key without `encryption: aes-gcm` would do nothing",
+            None,
+        );
     }
     let aes_key = (t.encryption == Encryption::AesGcm).then(|| match &t.key {
         Some(hex) => parse_key(hex).unwrap_or_else(|| {
@@ -446,7 +649,8 @@ fn span(ck: &mut Checker, at: &str, s: &str) -> Span {
     if let Some(n) = rounds.and_then(|n| n.parse::<u32>().ok()) {
         return Span::Rounds(n);
     }
-    match <super::units::Time as super::units::Unit>::parse(t) {
+    use super::units::{Time, Unit};
+    match Time::parse(t).and_then(Time::check) {
         Ok(us) => Span::Time(us.round() as u64),
         Err(m) => {
             ck.err(
@@ -537,10 +741,13 @@ fn events(
                 delay: l.delay.value.round() as u64,
             },
             EventSpec { slow: Some(s), .. } => {
-                if s.factor <= 0.0 {
+                if !(s.factor.is_finite() && s.factor > 0.0 && s.factor <= 1e6) {
                     ck.err(
                         &format!("{at}.slow.factor"),
-                        format!("expected a factor > 0, found {}", s.factor),
+                        format!(
+                            "expected a finite factor > 0 (at most 1e6), found {}",
+                            s.factor
+                        ),
                         None,
                     );
                 }

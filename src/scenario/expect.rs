@@ -235,14 +235,16 @@ fn show_ref(c: &ClientRef) -> String {
 
 /// Checks the `expect:` block: known event names, clients that exist, sensible bounds.
 pub(crate) fn validate(f: &ScenarioFile, ck: &mut Checker) {
-    let total = f.clients.count
-        + f.events
-            .iter()
-            .filter_map(|e| e.join)
-            .map(|j| match j {
-                JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
-            })
-            .sum::<u32>();
+    let joined: u64 = f
+        .events
+        .iter()
+        .filter_map(|e| e.join)
+        .map(|j| match j {
+            JoinSpec::Count(n) | JoinSpec::Map { count: n } => u64::from(n),
+        })
+        .sum();
+    // Past u32's ids the scenario is refused anyway (see `compile`); saturate until then.
+    let total = u32::try_from(u64::from(f.clients.count) + joined).unwrap_or(u32::MAX);
     for (i, x) in f.expect.iter().enumerate() {
         let at = format!("expect[{i}]");
         let kinds = [

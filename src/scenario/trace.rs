@@ -57,9 +57,12 @@ pub(crate) fn read(path: &Path) -> Result<Windows, Vec<ScenarioError>> {
         let time = |k: usize| -> Result<Micros, ScenarioError> {
             let v = cells[k];
             let us = match v.parse::<f64>() {
-                Ok(secs) if secs >= 0.0 => secs * 1e6,
-                _ => Time::parse(v).map_err(|m| err(line_no, col(k), m))?,
+                Ok(secs) if secs >= 0.0 => Ok(secs * 1e6),
+                _ => Time::parse(v),
             };
+            let us = us
+                .and_then(Time::check)
+                .map_err(|m| err(line_no, col(k), m))?;
             Ok(us.round() as Micros)
         };
         match (time(1), time(2)) {

@@ -21,7 +21,25 @@ pub trait Unit {
     fn parse(s: &str) -> Result<f64, String>;
     /// Takes a bare number, if the unit allows one.
     fn number(v: f64) -> Result<f64, String>;
+    /// Checks a value in base units against the unit's range (finite and not negative unless
+    /// the unit says otherwise).
+    fn check(v: f64) -> Result<f64, String> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(format!("expected {}, found {v}", Self::EXPECTED))
+        }
+    }
 }
+
+/// The widest lognormal a scenario may give: at sigma 10 a draw two deviations out is already
+/// half a billion times the median.
+pub const MAX_SIGMA: f64 = 10.0;
+
+/// The longest duration a scenario may give, in microseconds: 100 years of virtual time.
+/// Virtual time is kept in microseconds in a `u64`, which a few hundred thousand years would
+/// overflow; 100 years leaves room for any sum of them.
+pub const MAX_DURATION_US: f64 = 100.0 * 365.25 * 86_400e6;
 
 /// Virtual time, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,6 +75,20 @@ impl Unit for Time {
             Err(format!(
                 "`{v}` has no unit; write {} (for example `{v}s`)",
                 Self::EXPECTED
+            ))
+        }
+    }
+    fn check(v: f64) -> Result<f64, String> {
+        if v.is_finite() && (0.0..=MAX_DURATION_US).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "a duration of {} is past the limit of 100 years of virtual time",
+                if v.is_finite() {
+                    format!("{}s", v / 1e6)
+                } else {
+                    "infinity".into()
+                }
             ))
         }
     }
@@ -102,6 +134,13 @@ impl Unit for Rate {
     fn number(v: f64) -> Result<f64, String> {
         Err(format!("`{v}` has no unit; write {}", Self::EXPECTED))
     }
+    fn check(v: f64) -> Result<f64, String> {
+        if v > 0.0 && !v.is_nan() {
+            Ok(v)
+        } else {
+            Err("a bandwidth of 0 would never deliver; write `unlimited` for no limit".into())
+        }
+    }
 }
 
 /// A plain number (sample counts, factors).
@@ -120,6 +159,13 @@ impl Unit for Plain {
     }
     fn number(v: f64) -> Result<f64, String> {
         Ok(v)
+    }
+    fn check(v: f64) -> Result<f64, String> {
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(format!("expected a finite number, found {v}"))
+        }
     }
 }
 
@@ -163,10 +209,16 @@ impl<U: Unit> Visitor<'_> for QVisitor<U> {
         f.write_str(U::EXPECTED)
     }
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Q<U>, E> {
-        U::parse(s).map(Q::new).map_err(E::custom)
+        U::parse(s)
+            .and_then(U::check)
+            .map(Q::new)
+            .map_err(E::custom)
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Q<U>, E> {
-        U::number(v).map(Q::new).map_err(E::custom)
+        U::number(v)
+            .and_then(U::check)
+            .map(Q::new)
+            .map_err(E::custom)
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Q<U>, E> {
         self.visit_f64(v as f64)
@@ -249,10 +301,16 @@ impl<'de, U: Unit> Visitor<'de> for DistVisitor<U> {
         )
     }
     fn visit_str<E: de::Error>(self, s: &str) -> Result<DistQ<U>, E> {
-        U::parse(s).map(DistQ::fixed).map_err(E::custom)
+        U::parse(s)
+            .and_then(U::check)
+            .map(DistQ::fixed)
+            .map_err(E::custom)
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<DistQ<U>, E> {
-        U::number(v).map(DistQ::fixed).map_err(E::custom)
+        U::number(v)
+            .and_then(U::check)
+            .map(DistQ::fixed)
+            .map_err(E::custom)
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<DistQ<U>, E> {
         self.visit_f64(v as f64)
@@ -272,16 +330,18 @@ impl<'de, U: Unit> Visitor<'de> for DistVisitor<U> {
                 mean: mean.value,
                 std: std.value,
             },
-            DistForm::Lognormal { median, sigma } if median.value > 0.0 && sigma >= 0.0 => {
+            DistForm::Lognormal { median, sigma }
+                if median.value > 0.0 && (0.0..=MAX_SIGMA).contains(&sigma) =>
+            {
                 Dist::LogNormal {
                     mu: median.value.ln(),
                     sigma,
                 }
             }
             DistForm::Lognormal { .. } => {
-                return Err(de::Error::custom(
-                    "lognormal needs median > 0 and sigma >= 0",
-                ))
+                return Err(de::Error::custom(format!(
+                    "lognormal needs median > 0 and sigma from 0 to {MAX_SIGMA}"
+                )))
             }
             DistForm::Exponential { mean } => Dist::Exponential { mean: mean.value },
         };

@@ -135,10 +135,13 @@ impl Network {
         let link = &mut self.links[client as usize];
         let slow = link.slow;
         let lane = link.lane(way);
+        // Float-to-int casts saturate, and so do the sums: a heavy-tailed draw times a
+        // slowdown may be past any time the run reaches, but never wraps around.
         let tx = (size as f64 / drawn.bytes_per_us * slow).round() as Micros;
         let start = at.max(lane.free_at);
-        lane.free_at = start + tx;
-        let arrive = start + tx + (drawn.latency_us * slow).round() as Micros;
+        lane.free_at = start.saturating_add(tx);
+        let latency = (drawn.latency_us * slow).round() as Micros;
+        let arrive = lane.free_at.saturating_add(latency);
         let scripted = lane.corrupt_next > 0;
         if scripted {
             lane.corrupt_next -= 1;

@@ -246,7 +246,8 @@ impl Port {
     /// messages).
     pub fn send(&mut self, to: Actor, delay: Micros, payload: Payload) {
         let e = Envelope {
-            at: self.now() + delay,
+            // Saturating: a delay drawn from a heavy tail may be past any time the run reaches.
+            at: self.now().saturating_add(delay),
             from: self.rank,
             to: to.rank(),
             seq: self.seq,

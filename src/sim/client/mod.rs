@@ -543,7 +543,10 @@ impl Client {
             self.best = done.params;
         }
         self.pending = Some((done.id, frame));
-        let busy = self.compute_time(r, done.n_iter as f64) + self.late.take().unwrap_or(0);
+        let late = self.late.take().unwrap_or(0);
+        let busy = self
+            .compute_time(r, done.n_iter as f64)
+            .saturating_add(late);
         self.port.timer(
             busy,
             Timer::TrainingDone {
