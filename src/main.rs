@@ -198,7 +198,7 @@ fn execute(
     args: &RunArgs,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let cfg = scenario.config.clone();
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out).map_err(|e| report::atomic::at(out, e))?;
     let (events_file, writer) = AtomicFile::create(&out.join("events.jsonl"))?;
     let mut sim = Simulation::new(cfg.clone()).event_sink(Box::new(writer));
     let progress = (!args.quiet)
@@ -305,10 +305,10 @@ fn check_golden(
     log: &Path,
     args: &RunArgs,
 ) -> Result<bool, Box<dyn std::error::Error>> {
-    let actual = std::fs::read_to_string(log)?;
+    let actual = std::fs::read_to_string(log).map_err(|e| report::atomic::at(log, e))?;
     if args.update {
         if let Some(dir) = golden.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(|e| report::atomic::at(dir, e))?;
         }
         report::atomic::write(golden, actual.as_bytes())?;
         eprintln!("recorded the golden trace {}", golden.display());
@@ -363,6 +363,13 @@ fn plot(dir: &Path) -> ExitCode {
 }
 
 fn compare(dirs: &[PathBuf], out: &Path) -> ExitCode {
+    if out
+        .extension()
+        .is_none_or(|e| !e.eq_ignore_ascii_case("png"))
+    {
+        let why = "expected a .png path (an .svg of the same chart is written beside it)";
+        return fail(exit::USAGE, format!("--out {}: {why}", out.display()));
+    }
     let runs: Result<Vec<RunData>, _> = dirs.iter().map(|d| RunData::read(d)).collect();
     let runs = match runs {
         Ok(r) => r,

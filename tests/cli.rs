@@ -273,3 +273,71 @@ fn cross_site_runs_draw_a_heatmap() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["cross_site"]["models"].as_array().unwrap().len(), 7);
 }
+
+#[test]
+fn exit_codes_tell_an_incomplete_run_and_bad_usage_apart() {
+    let dir = temp_dir("exits");
+    // Two of three clients quit: the server gives up for want of clients.
+    let f = dir.join("gives-up.yaml");
+    std::fs::write(
+        &f,
+        "name: gives-up\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 8, min_num_clients: 2, round_timeout: 1m, heart_beat_timeout: 2m }\nclients: { count: 3 }\nevents:\n  - { at: { round: 2 }, clients: [0, 1], quit: {} }\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = fedsim(&[
+        "run",
+        f.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("did not complete") && err.contains("not_enough_clients"),
+        "{err}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["completed"], false);
+    // Bad usage: no rounds, a chart that is not a PNG.
+    let none = fedsim(&[
+        "run",
+        "--quiet",
+        "--rounds",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(none.status.code(), Some(2));
+    let svg = dir.join("x.svg");
+    let cmp = fedsim(&[
+        "compare",
+        out.to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(cmp.status.code(), Some(2));
+    // A golden trace is never written over something that is not a regular file.
+    let not_a_file = dir.join("golden-dir");
+    std::fs::create_dir_all(&not_a_file).unwrap();
+    let o = fedsim(&[
+        "run",
+        "--quiet",
+        "--out",
+        dir.join("q").to_str().unwrap(),
+        "--golden",
+        not_a_file.to_str().unwrap(),
+        "--update",
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("golden-dir: a directory"), "{err}");
+    assert!(not_a_file.is_dir());
+}

@@ -1,6 +1,7 @@
 //! Whole-or-nothing files: everything is written under a temporary name in the same directory
 //! and renamed into place when complete, so a crash never leaves a half-written result under
-//! its real name.
+//! its real name. Only an absent path or a regular file is ever replaced (never a directory, a
+//! link, a FIFO or a device), and every error names the path it is about.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -16,20 +17,55 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
 }
 
+/// `e`, with the path it is about in its message.
+pub fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Ok if `path` is absent or a regular file, which a result may replace.
+pub fn replaceable(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(at(path, e)),
+        Ok(m) if m.file_type().is_file() => Ok(()),
+        Ok(m) => {
+            let what = if m.is_dir() {
+                "a directory"
+            } else if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a regular file"
+            };
+            Err(at(
+                path,
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{what}; only a regular file is replaced"),
+                ),
+            ))
+        }
+    }
+}
+
 /// Writes `bytes` to `path` whole.
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replaceable(path)?;
     let tmp = temp_path(path);
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()
     })();
-    finish(result, &tmp, path)
+    finish(result.map_err(|e| at(&tmp, e)), &tmp, path)
 }
 
 /// Renames `tmp` over `path` if `result` is Ok, else removes `tmp`.
 pub fn finish(result: io::Result<()>, tmp: &Path, path: &Path) -> io::Result<()> {
-    match result.and_then(|_| std::fs::rename(tmp, path)) {
+    let renamed = result.and_then(|_| {
+        replaceable(path)?;
+        std::fs::rename(tmp, path).map_err(|e| at(path, e))
+    });
+    match renamed {
         Ok(()) => Ok(()),
         Err(e) => {
             let _ = std::fs::remove_file(tmp);
@@ -48,8 +84,9 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts `path`, returning the handle and a buffered writer to the temporary file.
     pub fn create(path: &Path) -> io::Result<(AtomicFile, BufWriter<File>)> {
+        replaceable(path)?;
         let tmp = temp_path(path);
-        let f = File::create(&tmp)?;
+        let f = File::create(&tmp).map_err(|e| at(&tmp, e))?;
         Ok((
             AtomicFile {
                 tmp,
@@ -92,6 +129,26 @@ mod tests {
             1,
             "no temporary file is left"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn only_an_absent_path_or_a_regular_file_is_replaced() {
+        let dir = std::env::temp_dir().join(format!("fedsim-replace-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let err = write(&dir.join("sub"), b"x").unwrap_err().to_string();
+        assert!(err.contains("sub: a directory"), "{err}");
+        #[cfg(unix)]
+        {
+            let link = dir.join("link");
+            std::os::unix::fs::symlink(dir.join("target"), &link).unwrap();
+            let err = write(&link, b"x").unwrap_err().to_string();
+            assert!(err.contains("link: a symbolic link"), "{err}");
+            assert!(!dir.join("target").exists());
+        }
+        let missing = dir.join("no/such/dir/file");
+        let err = write(&missing, b"x").unwrap_err().to_string();
+        assert!(err.contains("no/such/dir"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -62,6 +62,7 @@ impl Checker<'_> {
 
 /// Compiles `f` (already type-checked) into an engine config, or the list of problems.
 pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
+    check_name(&f.name, ck);
     let count = f.clients.count;
     if count == 0 {
         ck.err("clients.count", "expected at least 1 client, found 0", None);
@@ -131,6 +132,20 @@ pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
         retry,
         threads: 1,
     })
+}
+
+/// A run's name becomes a directory (`results/<name>/`): it may hold letters, digits, `.`, `_`
+/// and `-`, and not start with `.`, so that it is one plain directory name on any system.
+/// (`--out` picks any directory.)
+fn check_name(name: &str, ck: &mut Checker) {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 128 || name.starts_with('.') || !name.chars().all(plain) {
+        ck.err(
+            "name",
+            format!("`{}` cannot name a results directory", name.escape_debug()),
+            Some("use letters, digits, `.`, `_` and `-` (not first: `.`), at most 128".into()),
+        );
+    }
 }
 
 fn check_training(t: &TrainingSpec, ck: &mut Checker) {
@@ -820,7 +835,9 @@ fn targets(
     };
     match t {
         TargetSpec::Ids(ids) => check(ck, ids.clone()),
-        TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b => check(ck, (*a..=*b).collect()),
+        // The bounds are checked before the ids are listed: `[0, 4294967295]` lists none.
+        TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b && *b < total => (*a..=*b).collect(),
+        TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b => check(ck, vec![*b]),
         TargetSpec::Pick(PickSpec::Range([a, b])) => {
             ck.err(
                 at,
