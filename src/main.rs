@@ -199,8 +199,13 @@ fn execute(
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let cfg = scenario.config.clone();
     std::fs::create_dir_all(out).map_err(|e| report::atomic::at(out, e))?;
+    // A directory never holds files of two runs: the last run's go before this one starts.
+    report::clear_run(out)?;
     let (events_file, writer) = AtomicFile::create(&out.join("events.jsonl"))?;
-    let mut sim = Simulation::new(cfg.clone()).event_sink(Box::new(writer));
+    let signals = stop_on_signals();
+    let mut sim = Simulation::new(cfg.clone())
+        .event_sink(Box::new(writer))
+        .interrupt_on(signals.stop.clone());
     let progress = (!args.quiet)
         .then(|| Progress::new(u64::from(cfg.server.num_rounds - cfg.server.start_round)));
     let bar = progress.as_ref().map(Progress::bar);
@@ -227,6 +232,14 @@ fn execute(
     };
     events_file.commit()?;
     report::write_run(out, &result)?;
+    if result.interrupted {
+        eprintln!(
+            "interrupted after {} rounds; partial results in {}",
+            result.rounds.len(),
+            out.display()
+        );
+        return Ok(ExitCode::from(signals.exit_code()));
+    }
     let outcomes = expect::check(&scenario.file, &result);
     let mut failed = print_expectations(&outcomes, args.verbose);
     if let Some(golden) = &args.golden {
@@ -260,6 +273,42 @@ fn execute(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM, which stop a run cleanly at the end of a step.
+struct Signals {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    term: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Signals {
+    /// 128 + the signal's number, as a shell reports a process the signal ended.
+    fn exit_code(&self) -> u8 {
+        if self.term.load(std::sync::atomic::Ordering::Relaxed) {
+            143
+        } else {
+            130
+        }
+    }
+}
+
+/// Registers the handlers: the first SIGINT or SIGTERM asks the run to stop; a second, once
+/// that is under way, ends the process at once, as it would have without them.
+fn stop_on_signals() -> Signals {
+    let signals = Signals {
+        stop: Default::default(),
+        term: Default::default(),
+    };
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        for sig in [SIGINT, SIGTERM] {
+            let _ = signal_hook::flag::register_conditional_default(sig, signals.stop.clone());
+            let _ = signal_hook::flag::register(sig, signals.stop.clone());
+        }
+        let _ = signal_hook::flag::register(SIGTERM, signals.term.clone());
+    }
+    signals
 }
 
 /// Why the run ended, as its `run_end` says (or, if it says completed, why it is not).

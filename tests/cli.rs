@@ -341,3 +341,85 @@ fn exit_codes_tell_an_incomplete_run_and_bad_usage_apart() {
     assert!(err.contains("golden-dir: a directory"), "{err}");
     assert!(not_a_file.is_dir());
 }
+
+/// A long run, started as a real child process and sent a real signal once it is under way.
+fn interrupted(signal: &str) -> (std::process::ExitStatus, PathBuf) {
+    let dir = temp_dir(&format!("signal-{signal}"));
+    let f = dir.join("long.yaml");
+    std::fs::write(
+        &f,
+        "name: long\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 1000000, clients_per_round: 50 }\nclients: { count: 200 }\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedsim"))
+        .args([
+            "run",
+            f.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Waits (for the child process, not for the simulation) until its event log is growing.
+    let tmp = out.join(format!(".tmp-{}-events.jsonl", child.id()));
+    while std::fs::metadata(&tmp).map_or(0, |m| m.len()) < 100_000 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    (child.wait().unwrap(), out)
+}
+
+#[test]
+fn ctrl_c_and_sigterm_stop_a_run_cleanly_with_its_partial_results() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let (status, out) = interrupted(signal);
+        assert_eq!(status.code(), Some(code), "{signal}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["interrupted"], true);
+        assert_eq!(summary["completed"], false);
+        let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+        let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+        assert_eq!(last["detail"]["reason"], "interrupted");
+        let leftovers: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        // The partial run is a consistent run directory: its charts can be redrawn.
+        assert!(fedsim(&["plot", out.to_str().unwrap()]).status.success());
+    }
+}
+
+#[test]
+fn plot_refuses_a_directory_whose_files_come_from_two_runs() {
+    let dir = temp_dir("mixed");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    assert!(fedsim(&["run", "--quiet", "--out", a.to_str().unwrap()])
+        .status
+        .success());
+    let quits = [
+        "run",
+        "scenarios/quits.yaml",
+        "--quiet",
+        "--out",
+        b.to_str().unwrap(),
+    ];
+    assert!(fedsim(&quits).status.success());
+    std::fs::copy(b.join("events.jsonl"), a.join("events.jsonl")).unwrap();
+    let o = fedsim(&["plot", a.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("not of one run"), "{err}");
+}

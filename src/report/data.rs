@@ -79,7 +79,8 @@ impl RunData {
         let name = summary["scenario"].as_str().unwrap_or("run").to_string();
         let rounds = read_rounds(&dir.join("rounds.csv"))?;
         let cross_site = summary.get("cross_site").and_then(matrix_from_json);
-        let markers = read_markers(&dir.join("events.jsonl"))?;
+        let (markers, lines) = read_markers(&dir.join("events.jsonl"))?;
+        same_run(dir, &summary, rounds.len(), lines)?;
         Ok(RunData {
             name,
             rounds,
@@ -102,10 +103,31 @@ fn read_json(path: &Path) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn read_markers(path: &Path) -> Result<Vec<(u64, MarkerKind)>, String> {
+/// Checks that a directory's files come from one run: `summary.json`'s counts of rounds and
+/// events must be those of `rounds.csv` and `events.jsonl`. A run interrupted while writing
+/// its files, or files of two runs side by side, fail it.
+fn same_run(dir: &Path, summary: &Value, rounds: usize, events: u64) -> Result<(), String> {
+    let counted: u64 = summary["event_counts"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+    let rounds_said = summary["rounds_completed"].as_u64();
+    if rounds_said != Some(rounds as u64) || counted != events {
+        return Err(format!(
+            "{}: its files are not of one run (summary.json says {} rounds and {counted} events; \
+             rounds.csv has {rounds} rounds and events.jsonl {events} events); run it again",
+            dir.display(),
+            rounds_said.map_or("no".into(), |r| r.to_string()),
+        ));
+    }
+    Ok(())
+}
+
+fn read_markers(path: &Path) -> Result<(Vec<(u64, MarkerKind)>, u64), String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
+    let mut lines = 0;
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        lines += 1;
         let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
         let v: Value = serde_json::from_str(&line)
             .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
@@ -116,7 +138,7 @@ fn read_markers(path: &Path) -> Result<Vec<(u64, MarkerKind)>, String> {
             out.push((t, k));
         }
     }
-    Ok(out)
+    Ok((out, lines))
 }
 
 /// `rounds.csv`'s text.

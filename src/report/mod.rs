@@ -49,6 +49,9 @@ pub fn summary(r: &RunResult) -> serde_json::Value {
     if let Some(e) = &r.error {
         s["error"] = json!(e);
     }
+    if r.interrupted {
+        s["interrupted"] = json!(true);
+    }
     s
 }
 
@@ -58,6 +61,33 @@ fn finite(v: f64) -> serde_json::Value {
     } else {
         serde_json::Value::Null
     }
+}
+
+/// The files a run writes into its directory.
+pub const RUN_FILES: [&str; 8] = [
+    "events.jsonl",
+    "rounds.csv",
+    "summary.json",
+    "model.pb",
+    "convergence.png",
+    "convergence.svg",
+    "cross_site.png",
+    "cross_site.svg",
+];
+
+/// Removes a previous run's files from `dir` (only regular files: anything else under one of
+/// those names is an error, not something to delete), so that the directory never holds
+/// files of two runs.
+pub fn clear_run(dir: &Path) -> std::io::Result<()> {
+    for name in RUN_FILES {
+        let path = dir.join(name);
+        atomic::replaceable(&path)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(atomic::at(&path, e)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Writes every file except `events.jsonl` (streamed by the caller) into `dir`.

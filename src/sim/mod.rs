@@ -103,6 +103,8 @@ pub struct RunResult {
     pub completed: bool,
     /// Why the run failed, for a partial result (see [`SimError::Failed`]).
     pub error: Option<String>,
+    /// Whether the run was stopped early by [`Simulation::interrupt_on`]'s flag.
+    pub interrupted: bool,
     /// How many events of each name were logged.
     pub event_counts: BTreeMap<String, u64>,
     /// Contributions accepted over the run.
@@ -141,6 +143,7 @@ pub struct Simulation {
     keep_events: bool,
     record_wire: bool,
     reference_paths: bool,
+    interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Simulation {
@@ -154,6 +157,7 @@ impl Simulation {
             keep_events: true,
             record_wire: false,
             reference_paths: std::env::var("FEDSIM_KERNELS").is_ok_and(|v| v == "portable"),
+            interrupt: None,
         }
     }
 
@@ -196,6 +200,14 @@ impl Simulation {
         self
     }
 
+    /// Stops the run at the end of the step in which `flag` is found set (a signal handler
+    /// sets it): the log ends with `run_end{reason: interrupted}` and the result, marked
+    /// [`RunResult::interrupted`], holds what the run had produced.
+    pub fn interrupt_on(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.interrupt = Some(flag);
+        self
+    }
+
     /// Whether to take the reference path wherever fedsim has a shortcut that must give the
     /// same results (default: true when the environment variable `FEDSIM_KERNELS` is
     /// `portable`). Tests use it to show that the shortcut changes nothing.
@@ -227,6 +239,7 @@ impl Simulation {
             keep_events,
             record_wire,
             reference_paths,
+            interrupt,
         } = self;
         validate(&cfg)?;
         let aggregator = match aggregator {
@@ -335,10 +348,13 @@ impl Simulation {
         if record_wire {
             world.wire = Some(Vec::new());
         }
+        world.interrupt = interrupt;
         let mut completed = world.run((0..cfg.initial_clients).collect()).await;
         let failure = world.take_failure();
+        let interrupted = world.interrupted();
         match &failure {
             Some(f) => world.failed(f),
+            None if interrupted => world.log_interrupted(),
             None if !completed => world.stalled(),
             None => {}
         }
@@ -357,7 +373,8 @@ impl Simulation {
             .is_some_and(|o| o.rounds.iter().any(|r| r.aggregated > 0));
         // Complete: ended as the server meant to, every round asked for ran, and something
         // was learned. A run that gave up, stalled or did nothing is not.
-        completed &= failure.is_none() && ran == requested && (requested == 0 || learned);
+        completed &=
+            failure.is_none() && !interrupted && ran == requested && (requested == 0 || learned);
         let outcome = outcome.unwrap_or_else(|| server::ServerOutcome {
             rounds: Vec::new(),
             final_metrics: Metrics {
@@ -396,6 +413,7 @@ impl Simulation {
             wire: world.wire.take().unwrap_or_default(),
             wall_s: wall.elapsed().as_secs_f64(),
             error: failure.as_ref().map(Failure::to_string),
+            interrupted,
         };
         match failure {
             Some(failure) => Err(SimError::Failed {

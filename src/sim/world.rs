@@ -123,6 +123,8 @@ pub(crate) struct World {
     next_instance: u64,
     /// What crossed the network, if recorded.
     pub wire: Option<Vec<WireRecord>>,
+    /// Set (by a signal handler) to stop the run at the end of a step.
+    pub interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
     seq: u64,
     event_seq: u64,
     round: Option<u32>,
@@ -148,6 +150,7 @@ impl World {
             link_slows: BTreeMap::new(),
             next_instance: 0,
             wire: None,
+            interrupt: None,
             shared,
             queue: BinaryHeap::new(),
             due: VecDeque::new(),
@@ -229,7 +232,7 @@ impl World {
                 return true;
             }
             self.collect();
-            if self.bus.handler_panic.is_some() {
+            if self.bus.handler_panic.is_some() || self.interrupted() {
                 return true;
             }
             let heap = self.queue.peek().map(|Reverse(Queued(e))| e.at);
@@ -612,6 +615,20 @@ impl World {
             ("error", f.message.clone().into()),
         ];
         self.log_run_end(detail);
+    }
+
+    /// Whether the run was asked to stop.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// The run was stopped from outside: log it as the last line.
+    pub fn log_interrupted(&mut self) {
+        if !self.bus.counts.contains_key(&SimEvent::RunEnd.into()) {
+            self.log_run_end(vec![("reason", "interrupted".into())]);
+        }
     }
 
     /// The run stalled: log why, as the server would.
