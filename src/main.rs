@@ -51,6 +51,9 @@ enum Command {
         /// Scenario files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Also print each run's estimated memory, part by part.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Print the JSON Schema of the scenario format.
     Schema,
@@ -102,6 +105,35 @@ struct RunArgs {
     /// With --golden: ignore this `detail` key when comparing (repeatable).
     #[arg(long = "ignore-detail", value_name = "KEY", requires = "golden")]
     ignore_detail: Vec<String>,
+    /// The most memory the run may need, by its estimate (`8GiB`, `500MB`, or bytes); default:
+    /// the memory available now.
+    #[arg(long, value_parser = parse_bytes)]
+    memory_limit: Option<u64>,
+}
+
+/// `8GiB`, `500MB`, `2048` (bytes).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not an amount of memory"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit `{other}`; use B, MB, GB, MiB or GiB")),
+    };
+    Ok((num * scale) as u64)
 }
 
 /// The quickstart scenario, built into the binary.
@@ -129,7 +161,7 @@ fn command() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(*args),
-        Command::Check { files } => check(&files),
+        Command::Check { files, verbose } => check(&files, verbose),
         Command::Schema => {
             println!(
                 "{}",
@@ -179,6 +211,15 @@ fn run(args: RunArgs) -> ExitCode {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    let limit = args
+        .memory_limit
+        .or_else(fedsim::scenario::estimate::available)
+        .unwrap_or(u64::MAX);
+    if let Err(e) = scenario.check_memory(limit) {
+        eprintln!("error: {e}");
+        return ExitCode::from(exit::USAGE);
+    }
+    let cfg = &scenario.config;
     let out = args
         .out
         .clone()
@@ -379,11 +420,16 @@ fn check_golden(
     }
 }
 
-fn check(files: &[PathBuf]) -> ExitCode {
+fn check(files: &[PathBuf], verbose: bool) -> ExitCode {
     let mut bad = 0;
     for f in files {
         match Scenario::load(f) {
-            Ok(_) => println!("ok: {}", f.display()),
+            Ok(s) => {
+                println!("ok: {}", f.display());
+                if verbose {
+                    print_estimate(&s);
+                }
+            }
             Err(e) => {
                 bad += 1;
                 eprintln!("{e}");
@@ -394,6 +440,21 @@ fn check(files: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(exit::USAGE)
+    }
+}
+
+/// The run's estimated memory, part by part.
+fn print_estimate(s: &Scenario) {
+    use fedsim::scenario::estimate::{estimate, human};
+    let e = estimate(&s.config);
+    println!("  estimated memory: {}", human(e.total()));
+    for p in &e.parts {
+        println!(
+            "    {:<18} {:>10}  (sized by {})",
+            p.what,
+            human(p.bytes),
+            p.key
+        );
     }
 }
 

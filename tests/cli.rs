@@ -348,7 +348,7 @@ fn interrupted(signal: &str) -> (std::process::ExitStatus, PathBuf) {
     let f = dir.join("long.yaml");
     std::fs::write(
         &f,
-        "name: long\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 1000000, clients_per_round: 50 }\nclients: { count: 200 }\n",
+        "name: long\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 50000, clients_per_round: 5 }\nclients: { count: 20 }\n",
     )
     .unwrap();
     let out = dir.join("out");
@@ -422,4 +422,38 @@ fn plot_refuses_a_directory_whose_files_come_from_two_runs() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(err.contains("not of one run"), "{err}");
+}
+
+#[test]
+fn a_run_too_large_for_memory_is_refused_at_the_key_that_makes_it_large() {
+    let dir = temp_dir("memory");
+    let f = dir.join("big.yaml");
+    std::fs::write(
+        &f,
+        "name: big\ntask: { model: softmax, data: { generator: w1, samples_per_client: 1000000 } }\nserver: { rounds: 3 }\nclients: { count: 1000000 }\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = fedsim(&["run", f.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("big.yaml:2:48: task.data.samples_per_client: the run needs an estimated"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing was allocated or written");
+    // The limit can be set either way.
+    let tiny = fedsim(&[
+        "run",
+        "--quiet",
+        "--memory-limit",
+        "1MB",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(tiny.status.code(), Some(2));
+    let check = fedsim(&["check", "--verbose", "scenarios/quickstart.yaml"]);
+    assert!(String::from_utf8(check.stdout)
+        .unwrap()
+        .contains("estimated memory"));
 }

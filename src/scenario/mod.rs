@@ -7,10 +7,12 @@
 //! - `locate`: positions of key paths, for errors found after parsing.
 //! - `trace`: availability traces (CSV).
 //! - [`limits`]: how large and how deep a file may be.
+//! - [`estimate`]: how much memory a run will need.
 //! - [`error`]: positioned errors with hints.
 //! - [`expect`]: the `expect:` block, validated at load and checked against a finished run.
 
 pub mod error;
+pub mod estimate;
 pub mod expect;
 pub mod limits;
 pub mod schema;
@@ -36,6 +38,8 @@ pub struct Scenario {
     pub file: ScenarioFile,
     /// What the engine runs.
     pub config: SimConfig,
+    /// The file's text, for positioning errors found after loading.
+    text: String,
 }
 
 impl Scenario {
@@ -144,6 +148,7 @@ impl Scenario {
                 path: path.to_path_buf(),
                 file,
                 config,
+                text: text.to_string(),
             }),
             _ => {
                 let mut errors = ck.errors;
@@ -151,6 +156,41 @@ impl Scenario {
                 Err(ScenarioErrors(errors))
             }
         }
+    }
+}
+
+impl Scenario {
+    /// An error about `key` (a dotted path such as `clients.count`), at its line and column.
+    pub fn error_at(&self, key: &str, message: impl Into<String>) -> ScenarioError {
+        let mut ck = compile::Checker {
+            text: &self.text,
+            file: &self.path,
+            errors: Vec::new(),
+        };
+        ck.err(key, message, None);
+        ck.errors.remove(0)
+    }
+
+    /// Refuses the run if its estimated memory is more than `limit` bytes, naming the key of
+    /// the largest part.
+    pub fn check_memory(&self, limit: u64) -> Result<estimate::Estimate, ScenarioError> {
+        let e = estimate::estimate(&self.config);
+        if e.total() <= limit {
+            return Ok(e);
+        }
+        let parts: Vec<String> = e
+            .parts
+            .iter()
+            .map(|p| format!("{} {}", p.what, estimate::human(p.bytes)))
+            .collect();
+        let message = format!(
+            "the run needs an estimated {} ({}), more than the {} it may use; \
+             --memory-limit overrides",
+            estimate::human(e.total()),
+            parts.join(", "),
+            estimate::human(limit)
+        );
+        Err(self.error_at(e.largest().key, message))
     }
 }
 

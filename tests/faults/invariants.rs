@@ -120,7 +120,7 @@ pub fn dropped_clients_are_silent(r: &RunResult) -> Result<(), String> {
 /// No lost message silences a client: after a login, task request or contribution is lost
 /// or damaged, or a task meant for it, the client sends that call again (or a newer call of
 /// the same kind, which replaces it) within its deadline and the longest backoff, unless an
-/// answer to an earlier attempt reached it meanwhile, or it dropped out, quit, crashed or was
+/// answer to any attempt reached it by then, or it dropped out, quit, crashed or was
 /// refused, or the run ended first. (A client the server forgot logs in again instead.)
 pub fn lost_calls_are_sent_again(cfg: &SimConfig, r: &RunResult) -> Result<(), String> {
     let retry = cfg.retry;
@@ -170,8 +170,8 @@ pub fn lost_calls_are_sent_again(cfg: &SimConfig, r: &RunResult) -> Result<(), S
                 && v.direction == Direction::Down
                 && !v.damaged
                 && v.ref_id.as_deref() == Some(call)
-                && v.arrived_us
-                    .is_some_and(|a| a >= w.sent_us && a <= w.sent_us + bound)
+                // Answered before, or by the bound: the client had its answer.
+                && v.arrived_us.is_some_and(|a| a <= w.sent_us + bound)
         });
         if !(again || answered) {
             return Err(format!(
