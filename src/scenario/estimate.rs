@@ -127,7 +127,7 @@ pub fn estimate(cfg: &SimConfig) -> Estimate {
             bytes: events,
         },
     ];
-    parts.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
     Estimate { parts }
 }
 
