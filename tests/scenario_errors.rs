@@ -47,6 +47,8 @@ const CASES: &[(&str, &str, usize, usize, &[&str])] = &[
     ("linear model on classification data", "name: t\ntask: { model: linear, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\n", 2, 9, &["needs `generator: regression`"]),
     ("bad YAML", "name: t\ntask: { model: softmax\n", 3, 1, &["did not find expected ',' or '}'", "while parsing a flow mapping"]),
     ("binary data", "name: t\n\u{0}\u{1}\u{2}", 2, 1, &["NUL byte"]),
+    ("a duplicate key", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\nserver: { rounds: 4 }\n", 5, 1, &["duplicate field `server`"]),
+    ("a duplicate key in a flow mapping", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3, min_num_clients: 1, rounds: 5 }\nclients: { count: 4 }\n", 3, 42, &["duplicate field `rounds`"]),
     ("a name that leaves results/", "name: ../../x\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\n", 1, 1, &["cannot name a results directory"]),
     ("an empty name", "name: ''\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\n", 1, 1, &["cannot name a results directory"]),
     ("a range to the top of u32", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\nevents:\n  - { at: { round: 1 }, clients: { range: [0, 4294967295] }, quit: {} }\n", 6, 25, &["client 4294967295 does not exist"]),

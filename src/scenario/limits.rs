@@ -52,9 +52,45 @@ pub(crate) fn too_deep(text: &str) -> Option<(usize, usize)> {
     None
 }
 
+/// Where `key` appears as a mapping key for the second time after `from` (1-based line and
+/// column), at the same indentation as its first appearance: a duplicate key, which serde
+/// reports at the start of its mapping.
+pub(crate) fn second_key(text: &str, from: (usize, usize), key: &str) -> Option<(usize, usize)> {
+    let mut first: Option<usize> = None;
+    for (n, line) in text.lines().enumerate().skip(from.0.saturating_sub(1)) {
+        let mut search = 0;
+        while let Some(i) = line[search..].find(key).map(|i| i + search) {
+            search = i + key.len();
+            let before = line[..i].trim_end();
+            let starts = before.is_empty() || before.ends_with(['{', ',', '-']);
+            let is_key = line[i + key.len()..].trim_start().starts_with(':');
+            if !(starts && is_key) || (n + 1 == from.0 && i + 1 < from.1) {
+                continue;
+            }
+            match first {
+                None => first = Some(i),
+                Some(col) if col == i || before.ends_with([',', '{']) => {
+                    return Some((n + 1, i + 1))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_second_of_two_keys_is_found() {
+        let text = "name: t\nserver: { rounds: 3 }\nclients: 4\nserver: { rounds: 4 }\n";
+        assert_eq!(second_key(text, (1, 1), "server"), Some((4, 1)));
+        let flow = "a: { b: 1, c: 2, b: 3 }\n";
+        assert_eq!(second_key(flow, (1, 4), "b"), Some((1, 18)));
+        assert_eq!(second_key("a: 1\nb: 2\n", (1, 1), "a"), None);
+    }
 
     #[test]
     fn nesting_past_the_limit_is_found_where_it_starts_and_scenarios_pass() {

@@ -131,8 +131,13 @@ impl Scenario {
             return Err(one(1, 1, "the scenario is empty: expected a mapping with `name`, `task`, `server` and `clients`".into(), None));
         }
         let file: ScenarioFile = serde_yaml::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            let (mut line, mut column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
             let message = strip_position(&e.to_string());
+            // serde points a duplicate key at its mapping; point at the duplicate itself.
+            if let Some(key) = duplicate_key(&message) {
+                (line, column) =
+                    limits::second_key(text, (line, column), key).unwrap_or((line, column));
+            }
             let hint = error::hint_for(&message);
             one(line, column, message, hint)
         })?;
@@ -212,6 +217,12 @@ impl crate::sim::Simulation {
 /// The JSON Schema of the scenario format.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ScenarioFile)).expect("a schema is JSON")
+}
+
+/// The key a "duplicate field `k`" message names.
+fn duplicate_key(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("duplicate field `")?;
+    rest.split('`').next()
 }
 
 fn too_big(len: u64) -> String {
