@@ -22,6 +22,38 @@ pub enum NumprotoError {
     /// The .npy header names a dtype fedsim does not carry.
     #[error("unsupported dtype {0}")]
     UnsupportedDtype(String),
+    /// The .npy header nests deeper than the dict numpy writes (a dict holding a tuple).
+    #[error("invalid .npy payload: the header nests deeper than numpy's")]
+    DeepHeader,
+}
+
+/// The deepest bracket nesting a .npy header of a plain array has: the dict, and the shape
+/// tuple inside it.
+const HEADER_DEPTH: usize = 2;
+
+/// Refuses a header that nests deeper than a plain array's, before ndarray-npy's general
+/// Python-literal parser sees it: that parser takes exponential time on deeply nested braces
+/// (a fuzzer's find), and fedsim carries no structured dtypes anyway.
+fn check_depth(npy: &[u8]) -> Result<(), NumprotoError> {
+    let header = npy.get(..npy.len().min(1 << 16)).unwrap_or_default();
+    let end = header
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(header.len());
+    let mut depth = 0usize;
+    for &b in &header[..end] {
+        match b {
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > HEADER_DEPTH {
+                    return Err(NumprotoError::DeepHeader);
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Encodes an array of any rank and layout as an `NDArray`.
@@ -235,6 +267,7 @@ pub fn proto_to_ndarray<A: NpyElement>(nd: &NDArray) -> Result<ArrayD<A>, Numpro
     if let Some(a) = npy_fast::read::<A>(&nd.ndarray) {
         return Ok(a);
     }
+    check_depth(&nd.ndarray)?;
     Ok(ArrayD::<A>::read_npy(Cursor::new(&nd.ndarray[..]))?)
 }
 
@@ -269,10 +302,12 @@ impl Tensor {
     pub fn from_proto(nd: &NDArray) -> Result<Self, NumprotoError> {
         let descr = match npy_fast::parse_header(&nd.ndarray) {
             Some(h) => h.descr.to_string(),
-            None => Header::from_reader(&mut Cursor::new(&nd.ndarray[..]))
-                .map_err(|e| NumprotoError::Npy(ReadNpyError::from(e)))?
-                .type_descriptor
-                .to_string(),
+            None => Header::from_reader(&mut Cursor::new(
+                &nd.ndarray[..check_depth(&nd.ndarray).map(|_| nd.ndarray.len())?],
+            ))
+            .map_err(|e| NumprotoError::Npy(ReadNpyError::from(e)))?
+            .type_descriptor
+            .to_string(),
         };
         let kind = descr.trim_matches(|c| c == '\'' || c == '"');
         let kind = kind.trim_start_matches(['<', '>', '|', '=']);
@@ -302,6 +337,24 @@ impl Tensor {
 mod tests {
     use super::*;
     use ndarray::{arr0, array, Array, IxDyn};
+
+    #[test]
+    fn a_header_nesting_deeper_than_numpys_is_refused_before_parsing() {
+        let mut npy = b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 's': ".to_vec();
+        npy.extend(std::iter::repeat_n(b'{', 40));
+        npy.extend_from_slice(b"'shape': (10,) }\n");
+        let nd = NDArray {
+            ndarray: npy.into(),
+        };
+        assert!(matches!(
+            proto_to_ndarray::<f32>(&nd),
+            Err(NumprotoError::DeepHeader)
+        ));
+        assert!(matches!(
+            Tensor::from_proto(&nd),
+            Err(NumprotoError::DeepHeader)
+        ));
+    }
 
     #[test]
     fn headers_as_fedsim_writes_them_are_recognised_and_others_parsed() {

@@ -599,6 +599,17 @@ fn group_blocks(f: &ScenarioFile, ck: &mut Checker) -> Vec<(u32, u32)> {
 }
 
 fn split_by_shares(n: u32, shares: &[f64]) -> Vec<(u32, u32)> {
+    // Shares out of (0, 1] are reported as errors; here they only must not break the sums.
+    let shares: Vec<f64> = shares
+        .iter()
+        .map(|s| {
+            if s.is_finite() {
+                s.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let total: f64 = shares.iter().sum::<f64>().max(1e-12);
     let exact: Vec<f64> = shares.iter().map(|s| s / total * f64::from(n)).collect();
     let mut sizes: Vec<u32> = exact.iter().map(|e| e.floor() as u32).collect();
@@ -608,16 +619,18 @@ fn split_by_shares(n: u32, shares: &[f64]) -> Vec<(u32, u32)> {
             .total_cmp(&(exact[a] - exact[a].floor()))
             .then(a.cmp(&b))
     });
-    let missing = n - sizes.iter().sum::<u32>();
+    let given: u64 = sizes.iter().map(|&s| u64::from(s)).sum();
+    let missing = u64::from(n).saturating_sub(given);
     for &i in order.iter().take(missing as usize) {
         sizes[i] += 1;
     }
-    let mut start = 0;
+    let mut start = 0u32;
     sizes
         .iter()
         .map(|s| {
-            let b = (start, start + s);
-            start += s;
+            let end = start.saturating_add(*s).min(n);
+            let b = (start, end);
+            start = end;
             b
         })
         .collect()
@@ -902,6 +915,22 @@ fn availability(
         );
         return vec![];
     }
+    // Only a regular file of bounded size: a device or a FIFO could be read for ever.
+    let meta = std::fs::metadata(&path);
+    if !meta
+        .as_ref()
+        .is_ok_and(|m| m.is_file() && m.len() <= super::limits::MAX_BYTES)
+    {
+        ck.err(
+            "availability.trace",
+            format!(
+                "trace file `{}` is not a regular file of at most 16 MiB",
+                path.display()
+            ),
+            None,
+        );
+        return vec![];
+    }
     let windows = match trace::read(&path) {
         Ok(w) => w,
         Err(errs) => {
@@ -959,5 +988,8 @@ mod tests {
             vec![(0, 4), (4, 7), (7, 10)]
         );
         assert_eq!(group_of(&[(0, 8), (8, 10)], 11, 10), Some(1));
+        // Shares the checker refuses still split without overflowing (a fuzzer's find).
+        assert_eq!(split_by_shares(10, &[2.0, -1.0]), vec![(0, 10), (10, 10)]);
+        assert_eq!(split_by_shares(4, &[f64::NAN, 0.5]), vec![(0, 0), (0, 4)]);
     }
 }

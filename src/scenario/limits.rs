@@ -56,6 +56,9 @@ pub(crate) fn too_deep(text: &str) -> Option<(usize, usize)> {
 /// column), at the same indentation as its first appearance: a duplicate key, which serde
 /// reports at the start of its mapping.
 pub(crate) fn second_key(text: &str, from: (usize, usize), key: &str) -> Option<(usize, usize)> {
+    if key.is_empty() {
+        return None;
+    }
     let mut first: Option<usize> = None;
     for (n, line) in text.lines().enumerate().skip(from.0.saturating_sub(1)) {
         let mut search = 0;
@@ -90,6 +93,8 @@ mod tests {
         let flow = "a: { b: 1, c: 2, b: 3 }\n";
         assert_eq!(second_key(flow, (1, 4), "b"), Some((1, 18)));
         assert_eq!(second_key("a: 1\nb: 2\n", (1, 1), "a"), None);
+        // An empty key (the fuzzer's find: it looped for ever) is not searched for.
+        assert_eq!(second_key("a: 1\n", (1, 1), ""), None);
     }
 
     #[test]

@@ -132,7 +132,18 @@ impl Scenario {
         }
         let file: ScenarioFile = serde_yaml::from_str(text).map_err(|e| {
             let (mut line, mut column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            let message = strip_position(&e.to_string());
+            // A key quoted in the message may hold line breaks: the error stays one line.
+            let message: String = strip_position(&e.to_string())
+                .chars()
+                .flat_map(|c| {
+                    let escaped: Vec<char> = if c.is_control() {
+                        c.escape_default().collect()
+                    } else {
+                        vec![c]
+                    };
+                    escaped
+                })
+                .collect();
             // serde points a duplicate key at its mapping; point at the duplicate itself.
             if let Some(key) = duplicate_key(&message) {
                 (line, column) =

@@ -20,6 +20,8 @@ pub mod log;
 mod cache;
 mod client;
 mod failure;
+#[doc(hidden)]
+pub mod fuzz;
 mod inbox;
 mod network;
 mod pool;

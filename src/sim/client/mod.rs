@@ -8,7 +8,7 @@
 
 mod calls;
 mod cross_site;
-mod update;
+pub(crate) mod update;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;

@@ -199,3 +199,28 @@ fn train(
         frame,
     })
 }
+
+/// Checks and decodes a task's frame as a client does before training, through the in-place
+/// reader and through prost and the chain's transformers: for the fuzz targets. True if it
+/// held a training model of the template's shape.
+pub(crate) fn decode_task(template: &Params, chain: &TransformChain, frame: Bytes) -> bool {
+    let Ok(msg) = wire::unframe(frame) else {
+        return false;
+    };
+    if msg.body_type.as_str() != types::TASK {
+        return false;
+    }
+    let body = msg.body;
+    if let Some(task) = view::current_task(&body) {
+        if let Some(tensors) = task.data.and_then(|d| view::model_tensors(&body, d)) {
+            let _ = Net::from_npy(tensors.iter(&body), template);
+        }
+    }
+    let Ok(task) = <pb::CurrentTask as prost::Message>::decode(body) else {
+        return false;
+    };
+    let Ok(md) = chain.decode(task.data.unwrap_or_default()) else {
+        return false;
+    };
+    Net::from_model_data(&md, template).is_some() || Params::from_model_data(md, template).is_ok()
+}

@@ -192,3 +192,25 @@ pub(super) fn decode_step(
         f.map(|(m, b)| decoder.decode(m, b))
     })
 }
+
+/// Decodes one frame as the server decodes what comes by `method` (picked by `method % 5`),
+/// for the fuzz targets.
+pub(crate) fn decode_for_fuzz(
+    template: &Arc<Params>,
+    chain: &Arc<TransformChain>,
+    method: u8,
+    frame: Bytes,
+) {
+    let decoder = Decoder {
+        chain: chain.clone(),
+        template: template.clone(),
+    };
+    let method = [
+        Method::Register,
+        Method::Quit,
+        Method::GetTask,
+        Method::SubmitUpdate,
+        Method::Heartbeat,
+    ][usize::from(method % 5)];
+    let _ = decoder.decode(method, frame);
+}

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use prost::Message as _;
 
 mod cross_site;
-mod inbound;
+pub(crate) mod inbound;
 mod polls;
 mod registry;
 

@@ -1,0 +1,4 @@
+//! Fuzzes `fedsim::sim::fuzz::npy`: see src/sim/fuzz.rs.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fedsim::sim::fuzz::npy(data));
