@@ -35,13 +35,21 @@ const HEADER_DEPTH: usize = 2;
 /// Python-literal parser sees it: that parser takes exponential time on deeply nested braces
 /// (a fuzzer's find), and fedsim carries no structured dtypes anyway.
 fn check_depth(npy: &[u8]) -> Result<(), NumprotoError> {
-    let header = npy.get(..npy.len().min(1 << 16)).unwrap_or_default();
-    let end = header
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(header.len());
+    // The header is as long as its length field says (newlines and all): two bytes after the
+    // version in format 1, four in formats 2 and 3. Anything else is scanned as far as 64 KiB.
+    let header = match npy.get(6) {
+        Some(1) => npy
+            .get(8..10)
+            .map(|l| (10, usize::from(u16::from_le_bytes([l[0], l[1]])))),
+        Some(2 | 3) => npy
+            .get(8..12)
+            .map(|l| (12, u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)),
+        _ => None,
+    };
+    let (start, len): (usize, usize) = header.unwrap_or((0, 1 << 16));
+    let end = start.saturating_add(len).min(npy.len());
     let mut depth = 0usize;
-    for &b in &header[..end] {
+    for &b in npy.get(start.min(end)..end).unwrap_or_default() {
         match b {
             b'{' | b'[' | b'(' => {
                 depth += 1;

@@ -699,6 +699,7 @@ fn events(
     total: u32,
 ) -> Vec<Fault> {
     let mut faults = Vec::new();
+    let mut targeted: u64 = 0;
     let mut next_join = count;
     let last_round = f.server.rounds.saturating_sub(1);
     for (i, e) in f.events.iter().enumerate() {
@@ -750,6 +751,21 @@ fn events(
             ck.err(&at, "expected `clients:` naming whom the event hits", None);
             continue;
         };
+        // Each event's targets are listed, so their sum is bounded as the clients are.
+        let listed = match target {
+            TargetSpec::Ids(ids) => ids.len() as u64,
+            TargetSpec::Pick(PickSpec::Range([a, b])) => u64::from(b.saturating_sub(*a)) + 1,
+            TargetSpec::Pick(_) => u64::from(count),
+        };
+        targeted += listed;
+        if targeted > MAX_CLIENTS {
+            ck.err(
+                &format!("{at}.clients"),
+                format!("the events target {targeted} clients in all; scenarios are limited to {MAX_CLIENTS}"),
+                None,
+            );
+            return faults;
+        }
         let clients = targets(
             f,
             ck,
