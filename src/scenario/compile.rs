@@ -67,40 +67,23 @@ pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
     if count == 0 {
         ck.err("clients.count", "expected at least 1 client, found 0", None);
     }
-    let joined: u64 = f
-        .events
-        .iter()
-        .filter_map(|e| e.join)
-        .map(|j| match j {
-            JoinSpec::Count(n) | JoinSpec::Map { count: n } => u64::from(n),
-        })
-        .sum();
-    if u64::from(count) + joined > MAX_CLIENTS {
+    let total = f.total_clients();
+    if total > MAX_CLIENTS {
         ck.err(
             "clients.count",
-            format!(
-                "{} clients with the joins; scenarios are limited to {MAX_CLIENTS}",
-                u64::from(count) + joined
-            ),
+            format!("{total} clients with the joins; scenarios are limited to {MAX_CLIENTS}"),
             None,
         );
         return None;
     }
+    // Within u32: MAX_CLIENTS is.
+    let total = total as u32;
     let model = model(f, ck);
     let data = data(f, ck);
     let server = server(f, ck);
     let transport = transport(f, ck);
     let retry = retry(&f.clients.retry, ck);
     let groups = group_blocks(f, ck);
-    let joins: u32 = f
-        .events
-        .iter()
-        .filter_map(|e| e.join)
-        .map(|j| match j {
-            JoinSpec::Count(n) | JoinSpec::Map { count: n } => n,
-        })
-        .sum();
-    let total = count + joins;
     let profiles: Vec<Profile> = (0..total)
         .map(|id| profile(f, &groups, id, count))
         .collect();

@@ -3,7 +3,7 @@
 
 use super::compile::{client_id, Checker};
 use super::error::did_you_mean;
-use super::schema::{Bound, ClientRef, ExpectSpec, JoinSpec, ScenarioFile};
+use super::schema::{Bound, ClientRef, ExpectSpec, ScenarioFile};
 use crate::sim::{Actor, EventName, EventRecord, RunResult};
 
 /// The verdict on one assertion.
@@ -235,16 +235,8 @@ fn show_ref(c: &ClientRef) -> String {
 
 /// Checks the `expect:` block: known event names, clients that exist, sensible bounds.
 pub(crate) fn validate(f: &ScenarioFile, ck: &mut Checker) {
-    let joined: u64 = f
-        .events
-        .iter()
-        .filter_map(|e| e.join)
-        .map(|j| match j {
-            JoinSpec::Count(n) | JoinSpec::Map { count: n } => u64::from(n),
-        })
-        .sum();
     // Past u32's ids the scenario is refused anyway (see `compile`); saturate until then.
-    let total = u32::try_from(u64::from(f.clients.count) + joined).unwrap_or(u32::MAX);
+    let total = u32::try_from(f.total_clients()).unwrap_or(u32::MAX);
     for (i, x) in f.expect.iter().enumerate() {
         let at = format!("expect[{i}]");
         let kinds = [

@@ -41,6 +41,22 @@ pub struct ScenarioFile {
     pub expect: Vec<ExpectSpec>,
 }
 
+impl ScenarioFile {
+    /// Clients in all: the initial ones and every join (in 64 bits: a file may ask for more
+    /// than a client id can number, which the checks refuse).
+    pub fn total_clients(&self) -> u64 {
+        let joined: u64 = self
+            .events
+            .iter()
+            .filter_map(|e| e.join)
+            .map(|j| match j {
+                JoinSpec::Count(n) | JoinSpec::Map { count: n } => u64::from(n),
+            })
+            .sum();
+        u64::from(self.clients.count) + joined
+    }
+}
+
 /// The model and its data.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -305,20 +305,32 @@ impl Simulation {
             pool: pool.clone(),
             keep_best: cfg.server.cross_site_validation,
         });
+        // Clients whose links a fault damages or slows, marked in one pass over the faults.
+        let mut threatened = vec![false; cfg.profiles.len()];
+        for f in &cfg.faults {
+            if matches!(
+                f.action,
+                Action::Corrupt { .. } | Action::Slow { link: true, .. }
+            ) {
+                for &c in &f.clients {
+                    if let Some(t) = threatened.get_mut(c as usize) {
+                        *t = true;
+                    }
+                }
+            }
+        }
         for (id, profile) in cfg.profiles.iter().enumerate() {
             let id = id as u32;
             let (tx, rx) = inbox::inbox();
             inboxes.push(Some(tx));
             let port = Port::new(Actor::Client(id), rx, shared.clone());
-            let threatened = cfg.faults.iter().any(|f| {
-                f.clients.contains(&id)
-                    && matches!(
-                        f.action,
-                        Action::Corrupt { .. } | Action::Slow { link: true, .. }
-                    )
-            });
             let sure = !reference_paths
-                && client::answered_in_time(profile, &cfg.transport, &cfg.retry, threatened);
+                && client::answered_in_time(
+                    profile,
+                    &cfg.transport,
+                    &cfg.retry,
+                    threatened[id as usize],
+                );
             let c = Client::new(
                 id,
                 port,

@@ -64,18 +64,19 @@ impl Calls {
         id: MessageId,
         frame: Option<Bytes>,
     ) {
-        self.open.retain(|c| c.method != method);
-        self.open.push(Call {
+        let call = Call {
             method,
             id,
             frame,
             attempt: 0,
-            due: now.saturating_add(p.cfg.deadline),
+            due: now,
             backing_off: false,
-        });
+        };
+        self.reopen(p, now, call);
     }
 
-    /// Notes that `call` was sent again now.
+    /// Notes that `call` was sent (again) now: its deadline starts, and it replaces an open
+    /// call of the same method.
     pub fn reopen(&mut self, p: Policy, now: Micros, mut call: Call) {
         call.due = now.saturating_add(p.cfg.deadline);
         call.backing_off = false;

@@ -209,21 +209,9 @@ impl Client {
         let kept = (keep && !self.sure).then(|| frame.clone());
         self.send_frame(method, frame);
         let now = self.port.now();
-        let policy = Policy {
-            cfg: &self.common.retry,
-            seed: self.common.seed,
-            client: self.id,
-        };
-        self.calls.open(policy, now, method, id, kept);
+        self.calls
+            .open(policy(&self.common, self.id), now, method, id, kept);
         self.arm_calls();
-    }
-
-    fn policy<'a>(&self, common: &'a ClientCommon) -> Policy<'a> {
-        Policy {
-            cfg: &common.retry,
-            seed: common.seed,
-            client: self.id,
-        }
     }
 
     fn register(&mut self) {
@@ -254,8 +242,9 @@ impl Client {
 
     /// Sends again every call whose deadline and backoff are over, logging each retry.
     fn retry_due(&mut self) {
+        // The policy borrows the shared config while the loop sends and logs.
         let (common, now) = (self.common.clone(), self.port.now());
-        let policy = self.policy(&common);
+        let policy = policy(&common, self.id);
         for call in self.calls.due(policy, now) {
             let frame = match (&call.frame, call.method) {
                 (Some(frame), _) => frame.clone(),
@@ -511,8 +500,8 @@ impl Client {
     /// The answer to the task request came damaged: the request fails, and is sent again
     /// after its backoff.
     fn task_failed(&mut self, now: Micros) {
-        let common = self.common.clone();
-        self.calls.fail(self.policy(&common), now, Method::GetTask);
+        self.calls
+            .fail(policy(&self.common, self.id), now, Method::GetTask);
         self.arm_calls();
     }
 
@@ -603,6 +592,15 @@ impl Client {
             }
         };
         (samples * per_sample * combined(&self.slows)).round() as Micros
+    }
+}
+
+/// Client `client`'s retry policy, from the shared config.
+fn policy(common: &ClientCommon, client: u32) -> Policy<'_> {
+    Policy {
+        cfg: &common.retry,
+        seed: common.seed,
+        client,
     }
 }
 
