@@ -32,7 +32,7 @@ fn eventful(seed: u64, threads: usize) -> SimConfig {
     cfg.transport.aes_key = Some([7; 32]);
     cfg.transport.loss_rate = 0.01;
     cfg.transport.corruption_rate = 0.01;
-    for p in &mut cfg.profiles {
+    cfg.profiles.edit_all(|p| {
         *p = Profile {
             per_sample_us: Dist::LogNormal {
                 mu: 7.0,
@@ -45,10 +45,10 @@ fn eventful(seed: u64, threads: usize) -> SimConfig {
             bandwidth: Dist::Fixed(2e6),
             per_round: true,
         };
-    }
+    });
     let f = |at, clients: Vec<u32>, action| Fault {
         at,
-        clients,
+        clients: clients.into(),
         action,
     };
     cfg.faults = vec![
@@ -186,7 +186,7 @@ fn a_scripted_corruption_rejects_that_contribution_as_corrupt() {
     let mut cfg = small(4, 3, 0.0);
     cfg.faults.push(Fault {
         at: Trigger::Round(1),
-        clients: vec![2],
+        clients: vec![2].into(),
         action: Action::Corrupt {
             messages: 1,
             direction: Direction::Up,
@@ -255,7 +255,7 @@ fn slow_device_stretches_its_round_by_the_factor() {
     };
     cfg.faults.push(Fault {
         at: Trigger::Round(1),
-        clients: vec![0],
+        clients: vec![0].into(),
         action: slow,
     });
     let r = Simulation::new(cfg).run().unwrap();
@@ -305,7 +305,7 @@ fn handlers_see_all_fifteen_event_types_in_log_order() {
     cfg.data.test_fraction = 0.25;
     cfg.faults.push(Fault {
         at: Trigger::Round(1),
-        clients: vec![3],
+        clients: vec![3].into(),
         action: Action::Quit,
     });
     let rec = Recorder::default();
@@ -356,9 +356,9 @@ impl fedsim::aggregate::Aggregator for Frozen {
 fn a_user_aggregator_is_used_and_sees_updates_in_client_order() {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let mut cfg = small(6, 4, 100.0);
-    for (i, p) in cfg.profiles.iter_mut().enumerate() {
+    for i in 0..6 {
         // Later ids finish first, so arrival order is the reverse of id order.
-        p.per_sample_us = Dist::Fixed(1000.0 * (6 - i) as f64);
+        cfg.profiles[i].per_sample_us = Dist::Fixed(1000.0 * (6 - i) as f64);
     }
     let r = Simulation::new(cfg)
         .aggregator(Box::new(Frozen(calls.clone())))
@@ -418,7 +418,7 @@ fn a_panicking_aggregator_fails_the_run_naming_the_server_and_the_round() {
     cfg.server.min_num_clients = 3;
     cfg.faults.push(Fault {
         at: Trigger::Round(2),
-        clients: vec![1],
+        clients: vec![1].into(),
         action: Action::Quit,
     });
     let (failure, partial) = failure_of(Simulation::new(cfg).aggregator(Box::new(Buggy)).run());
@@ -469,7 +469,7 @@ fn a_scripted_crash_is_a_fault_not_a_failure() {
     cfg.server.heart_beat_interval = 30 * SECOND;
     cfg.faults.push(Fault {
         at: Trigger::Round(1),
-        clients: vec![2],
+        clients: vec![2].into(),
         action: Action::Crash,
     });
     let r = Simulation::new(cfg)

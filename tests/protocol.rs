@@ -15,7 +15,7 @@ async fn a_late_client_is_rejected_once_and_its_round_aggregates_the_others() {
     cfg.server.wait_after_min_clients = 10 * SECOND;
     cfg.faults.push(Fault {
         at: Trigger::Round(3),
-        clients: vec![2],
+        clients: vec![2].into(),
         action: Action::Late { delay: 30 * SECOND },
     });
     let r = Simulation::new(cfg).run_async().await.unwrap();
@@ -37,7 +37,7 @@ async fn after_client_quit_nothing_is_by_or_for_that_client() {
     cfg.server.min_num_clients = 3;
     cfg.faults.push(Fault {
         at: Trigger::Round(2),
-        clients: vec![4],
+        clients: vec![4].into(),
         action: Action::Quit,
     });
     let r = Simulation::new(cfg).run_async().await.unwrap();
@@ -71,7 +71,7 @@ async fn a_silent_client_is_removed_after_heart_beat_timeout_and_never_selected_
     let long = Span::Time(1000 * 3600 * SECOND);
     cfg.faults.push(Fault {
         at: Trigger::Round(1),
-        clients: vec![1],
+        clients: vec![1].into(),
         action: Action::Dropout(long),
     });
     let r = Simulation::new(cfg).run_async().await.unwrap();
@@ -149,12 +149,12 @@ async fn every_round_runs_start_contributions_aggregation_end_in_order() {
     cfg.server.wait_after_min_clients = 5 * SECOND;
     cfg.faults.push(Fault {
         at: Trigger::Round(1),
-        clients: vec![0, 1],
+        clients: vec![0, 1].into(),
         action: Action::Dropout(Span::Rounds(2)),
     });
     cfg.faults.push(Fault {
         at: Trigger::Round(2),
-        clients: vec![5],
+        clients: vec![5].into(),
         action: Action::Late { delay: 60 * SECOND },
     });
     let r = Simulation::new(cfg).run_async().await.unwrap();
@@ -202,7 +202,7 @@ async fn event_log_is_numbered_without_gaps_and_time_never_goes_back() {
     cfg.server.wait_after_min_clients = SECOND;
     cfg.faults.push(Fault {
         at: Trigger::Time(SECOND / 10),
-        clients: vec![2],
+        clients: vec![2].into(),
         action: Action::Quit,
     });
     let r = Simulation::new(cfg).run_async().await.unwrap();

@@ -1,6 +1,8 @@
 //! Malformed scenarios: each gives a clear error naming file, line and column; none panics.
 
+use fedsim::dist::Dist;
 use fedsim::scenario::Scenario;
+use fedsim::sim::{Clients, Profile, Profiles};
 use proptest::prelude::*;
 
 const GOOD: &str = "name: t
@@ -245,4 +247,40 @@ fn a_file_past_the_size_limit_is_refused_before_it_is_read() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ten_million_clients_compile_to_their_groups_and_runs_not_a_list_per_client() {
+    let text = "name: t
+task: { model: softmax, data: { generator: w1 } }
+server: { rounds: 3 }
+clients:
+  count: 6000000
+  groups:
+    - { name: fast, share: 0.5, compute: { per_sample: 1ms } }
+    - { name: slow, share: 0.5, compute: { per_sample: 5ms } }
+events:
+  - { at: { round: 1 }, join: 4000000 }
+  - { at: { round: 1 }, clients: { group: slow }, quit: {} }
+  - { at: { round: 2 }, clients: { range: [10, 999999] }, crash: {} }
+";
+    let cfg = Scenario::from_str(text, "big.yaml").unwrap().config;
+    let per_sample = |ms: f64| Profile {
+        per_sample_us: Dist::Fixed(ms * 1000.0),
+        ..Profile::default()
+    };
+    let blocks = [(0, 3_000_000), (3_000_000, 6_000_000)];
+    let expected = Profiles::groups(&blocks, vec![per_sample(1.0), per_sample(5.0)], 10_000_000);
+    assert_eq!(cfg.profiles, expected);
+    // Joiners take the groups in turn.
+    assert_eq!(cfg.profiles.get(9_999_999), &per_sample(5.0));
+    let targets: Vec<Clients> = cfg.faults.iter().map(|f| f.clients.clone()).collect();
+    assert_eq!(
+        targets,
+        [
+            Clients::from(6_000_000..10_000_000),
+            Clients::from(3_000_000..6_000_000),
+            Clients::from(10..1_000_000),
+        ]
+    );
 }

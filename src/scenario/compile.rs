@@ -12,8 +12,8 @@ use crate::dist::Dist;
 use crate::learn::{DataSpec, Generator, ModelKind, TrainConfig, MAX_SAMPLES};
 use crate::rng::{self, NONE};
 use crate::sim::{
-    Action, Direction, Fault, Profile, RetryConfig, ServerConfig, SimConfig, Span, TransportConfig,
-    Trigger, SECOND,
+    Action, Clients, Direction, Fault, Profile, Profiles, RetryConfig, ServerConfig, SimConfig,
+    Span, TransportConfig, Trigger, SECOND,
 };
 
 /// Collects positioned errors while compiling.
@@ -84,9 +84,8 @@ pub(crate) fn compile(f: &ScenarioFile, ck: &mut Checker) -> Option<SimConfig> {
     let transport = transport(f, ck);
     let retry = retry(&f.clients.retry, ck);
     let groups = group_blocks(f, ck);
-    let profiles: Vec<Profile> = (0..total)
-        .map(|id| profile(f, &groups, id, count))
-        .collect();
+    let kinds = f.clients.groups.iter().map(profile).collect();
+    let profiles = Profiles::groups(&groups, kinds, total);
     let mut faults = events(f, ck, &groups, count, total);
     if let Some(a) = &f.availability {
         faults.extend(availability(f, a, ck, total));
@@ -621,25 +620,7 @@ fn split_by_shares(n: u32, shares: &[f64]) -> Vec<(u32, u32)> {
 
 /// The group of client `id`: by block for initial clients, round-robin by block order for
 /// clients that join later.
-fn group_of(blocks: &[(u32, u32)], id: u32, count: u32) -> Option<usize> {
-    if blocks.is_empty() {
-        return None;
-    }
-    if id < count {
-        return blocks.iter().position(|(s, e)| (*s..*e).contains(&id));
-    }
-    let nonempty: Vec<usize> = (0..blocks.len())
-        .filter(|&i| blocks[i].1 > blocks[i].0)
-        .collect();
-    nonempty
-        .get(((id - count) as usize) % nonempty.len().max(1))
-        .copied()
-}
-
-fn profile(f: &ScenarioFile, blocks: &[(u32, u32)], id: u32, count: u32) -> Profile {
-    let Some(g) = group_of(blocks, id, count).map(|i| &f.clients.groups[i]) else {
-        return Profile::default();
-    };
+fn profile(g: &GroupSpec) -> Profile {
     Profile {
         per_sample_us: g.compute.per_sample.map_or(Dist::Fixed(0.0), |d| d.dist),
         latency_us: g.link.latency.map_or(Dist::Fixed(0.0), |d| d.dist),
@@ -721,7 +702,7 @@ fn events(
             }
             faults.push(Fault {
                 at: trigger,
-                clients: (next_join..next_join + n).collect(),
+                clients: (next_join..next_join + n).into(),
                 action: Action::Join,
             });
             next_join += n;
@@ -831,9 +812,9 @@ fn targets(
     index: usize,
     count: u32,
     total: u32,
-) -> Vec<u32> {
-    let check = |ck: &mut Checker, ids: Vec<u32>| {
-        if let Some(bad) = ids.iter().find(|&&c| c >= total) {
+) -> Clients {
+    let check = |ck: &mut Checker, ids: Clients| {
+        if let Some(bad) = ids.max().filter(|&c| c >= total) {
             ck.err(
                 at,
                 format!(
@@ -846,17 +827,17 @@ fn targets(
         ids
     };
     match t {
-        TargetSpec::Ids(ids) => check(ck, ids.clone()),
+        TargetSpec::Ids(ids) => check(ck, ids.iter().copied().collect()),
         // The bounds are checked before the ids are listed: `[0, 4294967295]` lists none.
-        TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b && *b < total => (*a..=*b).collect(),
-        TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b => check(ck, vec![*b]),
+        TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b && *b < total => (*a..*b + 1).into(),
+        TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b => check(ck, vec![*b].into()),
         TargetSpec::Pick(PickSpec::Range([a, b])) => {
             ck.err(
                 at,
                 format!("range [{a}, {b}] is empty: the first id must not exceed the last"),
                 None,
             );
-            vec![]
+            Clients::default()
         }
         TargetSpec::Pick(PickSpec::Group(name)) => {
             let names = f.clients.groups.iter().filter_map(|g| g.name.as_deref());
@@ -866,11 +847,11 @@ fn targets(
                 .iter()
                 .position(|g| g.name.as_deref() == Some(name))
             {
-                Some(g) => (blocks[g].0..blocks[g].1).collect(),
+                Some(g) => (blocks[g].0..blocks[g].1).into(),
                 None => {
                     let hint = did_you_mean(name, names);
                     ck.err(at, format!("no client group is named `{name}`"), hint);
-                    vec![]
+                    Clients::default()
                 }
             }
         }
@@ -884,7 +865,7 @@ fn targets(
             }
             ids.truncate(k);
             ids.sort_unstable();
-            ids
+            ids.into()
         }
         TargetSpec::Pick(PickSpec::Random(frac)) => {
             ck.err(
@@ -892,7 +873,7 @@ fn targets(
                 format!("expected a fraction in (0, 1], found {frac}"),
                 None,
             );
-            vec![]
+            Clients::default()
         }
     }
 }
@@ -954,7 +935,7 @@ fn availability(
         let mut off = |at: u64, until: u64| {
             faults.push(Fault {
                 at: Trigger::Time(at),
-                clients: vec![client],
+                clients: vec![client].into(),
                 action: Action::Dropout(Span::Time(until - at)),
             });
         };
@@ -986,7 +967,6 @@ mod tests {
             split_by_shares(10, &[1.0 / 3.0; 3]),
             vec![(0, 4), (4, 7), (7, 10)]
         );
-        assert_eq!(group_of(&[(0, 8), (8, 10)], 11, 10), Some(1));
         // Shares the checker refuses still split without overflowing (a fuzzer's find).
         assert_eq!(split_by_shares(10, &[2.0, -1.0]), vec![(0, 10), (10, 10)]);
         assert_eq!(split_by_shares(4, &[f64::NAN, 0.5]), vec![(0, 0), (0, 4)]);

@@ -1,10 +1,13 @@
 //! The engine's configuration, in plain Rust structs. Scenario files compile into these; tests
 //! and library users can build them directly.
 
+use std::ops::Range;
+
 use crate::dist::Dist;
 use crate::learn::{DataSpec, ModelKind, TrainConfig};
 
 use super::port::Micros;
+use super::profiles::Profiles;
 
 /// One second in virtual microseconds.
 pub const SECOND: Micros = 1_000_000;
@@ -194,7 +197,7 @@ pub struct Fault {
     /// When.
     pub at: Trigger,
     /// Which client ids.
-    pub clients: Vec<u32>,
+    pub clients: Clients,
     /// What.
     pub action: Action,
 }
@@ -220,7 +223,7 @@ pub struct SimConfig {
     pub initial_clients: u32,
     /// Every client id's profile; ids past `initial_clients` start only when a `Join` fault
     /// starts them.
-    pub profiles: Vec<Profile>,
+    pub profiles: Profiles,
     /// Scripted faults.
     pub faults: Vec<Fault>,
     /// How clients retry calls that get no answer.
@@ -248,7 +251,7 @@ impl SimConfig {
             },
             transport: TransportConfig::default(),
             initial_clients: clients,
-            profiles: vec![Profile::default(); clients as usize],
+            profiles: Profiles::uniform(clients, Profile::default()),
             faults: Vec::new(),
             retry: RetryConfig::default(),
             threads: 1,
@@ -257,6 +260,72 @@ impl SimConfig {
 
     /// Total client ids, including those that join later.
     pub fn total_clients(&self) -> u32 {
-        self.profiles.len() as u32
+        self.profiles.len()
+    }
+}
+
+/// The client ids a fault hits, in the order given, held as runs of consecutive ids so that
+/// `all` of ten million clients, or a join of a million, costs one run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Clients {
+    /// `(first, last)`, both included.
+    runs: Vec<(u32, u32)>,
+}
+
+impl Clients {
+    /// Each id, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.runs.iter().flat_map(|&(a, b)| a..=b)
+    }
+
+    /// How many ids (counting repeats).
+    pub fn len(&self) -> u64 {
+        self.runs.iter().map(|&(a, b)| u64::from(b - a) + 1).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Whether `id` is one of them.
+    pub fn contains(&self, id: u32) -> bool {
+        self.runs.iter().any(|&(a, b)| (a..=b).contains(&id))
+    }
+
+    /// The largest id, if any.
+    pub fn max(&self) -> Option<u32> {
+        self.runs.iter().map(|&(_, b)| b).max()
+    }
+}
+
+impl From<Range<u32>> for Clients {
+    fn from(ids: Range<u32>) -> Self {
+        let runs = if ids.is_empty() {
+            vec![]
+        } else {
+            vec![(ids.start, ids.end - 1)]
+        };
+        Clients { runs }
+    }
+}
+
+impl FromIterator<u32> for Clients {
+    /// Ids in the order given; an id one past the one before it extends that one's run.
+    fn from_iter<I: IntoIterator<Item = u32>>(ids: I) -> Self {
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        for id in ids {
+            match runs.last_mut() {
+                Some((_, b)) if b.checked_add(1) == Some(id) => *b = id,
+                _ => runs.push((id, id)),
+            }
+        }
+        Clients { runs }
+    }
+}
+
+impl From<Vec<u32>> for Clients {
+    fn from(ids: Vec<u32>) -> Self {
+        ids.into_iter().collect()
     }
 }

@@ -26,6 +26,7 @@ mod inbox;
 mod network;
 mod pool;
 mod port;
+mod profiles;
 mod server;
 mod wire;
 mod world;
@@ -37,13 +38,14 @@ use std::sync::Arc;
 use prost::Message as _;
 
 pub use config::{
-    Action, Direction, Fault, Profile, RetryConfig, ServerConfig, SimConfig, Span, TransportConfig,
-    Trigger, SECOND,
+    Action, Clients, Direction, Fault, Profile, RetryConfig, ServerConfig, SimConfig, Span,
+    TransportConfig, Trigger, SECOND,
 };
 pub use events::{client_name, Actor, EventHandler, EventName, EventRecord, SimEvent, Val};
 pub use failure::{Culprit, Failure};
 pub use log::{EventLog, Query, Reason};
 pub use port::Micros;
+pub use profiles::Profiles;
 pub use server::{CrossSiteMatrix, RoundStats};
 pub use world::{Traffic, WireRecord};
 
@@ -264,7 +266,7 @@ impl Simulation {
         );
         let mut inboxes = vec![None];
 
-        let cache = Arc::new(DataCache::new(data.clone(), cfg.profiles.len()));
+        let cache = Arc::new(DataCache::new(data.clone(), cfg.profiles.len() as usize));
         // With threads to spare, next round's clients get their data generated while the
         // runtime thread works through the server's side of the round.
         let pool = Pool::new(cfg.threads);
@@ -306,21 +308,21 @@ impl Simulation {
             keep_best: cfg.server.cross_site_validation,
         });
         // Clients whose links a fault damages or slows, marked in one pass over the faults.
-        let mut threatened = vec![false; cfg.profiles.len()];
+        let mut threatened = vec![false; cfg.profiles.len() as usize];
         for f in &cfg.faults {
             if matches!(
                 f.action,
                 Action::Corrupt { .. } | Action::Slow { link: true, .. }
             ) {
-                for &c in &f.clients {
+                for c in f.clients.iter() {
                     if let Some(t) = threatened.get_mut(c as usize) {
                         *t = true;
                     }
                 }
             }
         }
-        for (id, profile) in cfg.profiles.iter().enumerate() {
-            let id = id as u32;
+        for id in 0..cfg.profiles.len() {
+            let profile = cfg.profiles.get(id);
             let (tx, rx) = inbox::inbox();
             inboxes.push(Some(tx));
             let port = Port::new(Actor::Client(id), rx, shared.clone());
@@ -495,7 +497,7 @@ pub const MIN_DEADLINE: Micros = 1_000;
 
 fn validate(cfg: &SimConfig) -> Result<(), SimError> {
     let bad = |m: String| Err(SimError::Config(m));
-    if cfg.initial_clients as usize > cfg.profiles.len() {
+    if cfg.initial_clients > cfg.profiles.len() {
         return bad(format!(
             "{} initial clients but {} profiles",
             cfg.initial_clients,
@@ -520,7 +522,7 @@ fn validate(cfg: &SimConfig) -> Result<(), SimError> {
         return bad("retry backoff needs a finite multiplier >= 1 and a jitter in [0, 1)".into());
     }
     for f in &cfg.faults {
-        if let Some(c) = f.clients.iter().find(|c| **c >= cfg.total_clients()) {
+        if let Some(c) = f.clients.max().filter(|&c| c >= cfg.total_clients()) {
             return bad(format!(
                 "a fault names client {c}, but there are {} clients",
                 cfg.total_clients()

@@ -7,8 +7,9 @@
 
 use rand::Rng;
 
-use super::config::{Direction, Profile, TransportConfig};
+use super::config::{Direction, TransportConfig};
 use super::port::Micros;
+use super::profiles::Profiles;
 use crate::rng::{self, Stream, NONE};
 
 /// One direction of a link.
@@ -76,14 +77,14 @@ pub(crate) enum Fate {
 pub(crate) struct Network {
     seed: u64,
     transport: TransportConfig,
-    profiles: Vec<Profile>,
+    profiles: Profiles,
     links: Vec<Link>,
     faults: Stream,
 }
 
 impl Network {
-    pub fn new(seed: u64, transport: TransportConfig, profiles: Vec<Profile>) -> Self {
-        let n = profiles.len();
+    pub fn new(seed: u64, transport: TransportConfig, profiles: Profiles) -> Self {
+        let n = profiles.len() as usize;
         Network {
             seed,
             transport,
@@ -96,7 +97,7 @@ impl Network {
     /// `client`'s latency and bandwidth, drawn (again, for a per-round profile in a new
     /// round) if need be.
     fn drawn(&mut self, client: u32, round: Option<u32>) -> Drawn {
-        let profile = &self.profiles[client as usize];
+        let profile = self.profiles.get(client);
         let redraw_for = if profile.per_round { round } else { None };
         let link = &mut self.links[client as usize];
         match link.drawn {
@@ -174,6 +175,7 @@ impl Network {
 mod tests {
     use super::*;
     use crate::dist::Dist;
+    use crate::sim::Profile;
     use proptest::prelude::*;
 
     fn net(latency: f64, bw: f64) -> Network {
@@ -182,7 +184,7 @@ mod tests {
             bandwidth: Dist::Fixed(bw),
             ..Profile::default()
         };
-        Network::new(1, TransportConfig::default(), vec![p])
+        Network::new(1, TransportConfig::default(), Profiles::uniform(1, p))
     }
 
     #[test]
@@ -279,7 +281,7 @@ mod tests {
                 ..Profile::default()
             };
             let transport = TransportConfig { loss_rate: loss, corruption_rate: 0.1, ..TransportConfig::default() };
-            let mut n = Network::new(seed, transport, vec![p]);
+            let mut n = Network::new(seed, transport, Profiles::uniform(1, p));
             let mut now = 0;
             let mut last = [0; 2];
             let mut round = 0;

@@ -474,7 +474,7 @@ impl World {
     /// until they join.
     fn apply(&mut self, i: usize) {
         let clients = self.faults[i].clients.clone();
-        for c in clients {
+        for c in clients.iter() {
             match self.joined.get(c as usize) {
                 None => {}
                 Some(false) if self.faults[i].action != Action::Join => {

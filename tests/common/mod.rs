@@ -3,7 +3,7 @@
 
 use fedsim::dist::Dist;
 use fedsim::fed_learn::EventType;
-use fedsim::sim::{EventName, EventRecord, Profile, SimEvent, SECOND};
+use fedsim::sim::{EventName, EventRecord, Profile, Profiles, SimEvent, SECOND};
 use fedsim::SimConfig;
 
 /// `n` W1 clients, all in every round, instant links, `per_sample_us` of compute per sample.
@@ -13,13 +13,13 @@ pub fn small(n: u32, rounds: u32, per_sample_us: f64) -> SimConfig {
     cfg.seed = 11;
     cfg.server.min_num_clients = n as usize;
     cfg.server.round_timeout = 3600 * SECOND;
-    cfg.profiles = vec![
+    cfg.profiles = Profiles::uniform(
+        n,
         Profile {
             per_sample_us: Dist::Fixed(per_sample_us),
             ..Profile::default()
-        };
-        n as usize
-    ];
+        },
+    );
     cfg
 }
 

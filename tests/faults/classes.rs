@@ -17,9 +17,8 @@ const MS: u64 = 1_000;
 /// way, `per_sample_us` of compute per sample, no jitter on retries.
 fn federation(n: u32, rounds: u32, per_sample_us: f64) -> SimConfig {
     let mut cfg = small(n, rounds, per_sample_us);
-    for p in &mut cfg.profiles {
-        p.latency_us = Dist::Fixed(10_000.0);
-    }
+    cfg.profiles
+        .edit_all(|p| p.latency_us = Dist::Fixed(10_000.0));
     cfg.retry.jitter = 0.0;
     cfg
 }
@@ -27,7 +26,7 @@ fn federation(n: u32, rounds: u32, per_sample_us: f64) -> SimConfig {
 fn at(cfg: &mut SimConfig, when: Trigger, clients: Vec<u32>, action: Action) {
     cfg.faults.push(Fault {
         at: when,
-        clients,
+        clients: clients.into(),
         action,
     });
 }
@@ -216,9 +215,8 @@ fn an_idle_client_is_answered_before_its_deadline_and_never_retries() {
     cfg.server.clients_per_round = 1;
     cfg.server.min_num_clients = 1;
     // A round lasts minutes: the three clients not selected wait through it.
-    for p in &mut cfg.profiles {
-        p.per_sample_us = Dist::Fixed(2.0 * SECOND as f64);
-    }
+    cfg.profiles
+        .edit_all(|p| p.per_sample_us = Dist::Fixed(2.0 * SECOND as f64));
     let r = run(cfg.clone());
     assert!(of(&r.events, SimEvent::RequestRetry).is_empty());
     let hold = cfg.retry.deadline / 2;
@@ -353,13 +351,13 @@ fn heavy_tailed_latency_redrawn_every_round_never_reorders_a_link() {
     let mut cfg = federation(8, 12, 500.0);
     cfg.server.min_num_clients = 4;
     cfg.server.wait_after_min_clients = 2 * SECOND;
-    for p in &mut cfg.profiles {
+    cfg.profiles.edit_all(|p| {
         p.latency_us = Dist::LogNormal {
             mu: (200.0 * MS as f64).ln(),
             sigma: 1.5,
         };
         p.per_round = true;
-    }
+    });
     for (round, client) in [(3, 1), (5, 2), (7, 3), (9, 4)] {
         at(&mut cfg, Trigger::Round(round), vec![client], Action::Quit);
     }

@@ -141,7 +141,7 @@ pub fn lost_calls_are_sent_again(cfg: &SimConfig, r: &RunResult) -> Result<(), S
             || cfg.faults.iter().any(|f| {
                 // A quit leaves silently when the client has no token to quit with.
                 matches!(f.action, Action::Quit | Action::Crash)
-                    && f.clients.contains(&c)
+                    && f.clients.contains(c)
                     && match f.at {
                         Trigger::Round(_) => true,
                         Trigger::Time(t) => t <= to,
@@ -191,7 +191,7 @@ pub fn slowdowns_pair_up(cfg: &SimConfig, r: &RunResult) -> Result<(), String> {
     let gone = |c: u32| {
         cfg.faults
             .iter()
-            .any(|f| matches!(f.action, Action::Quit | Action::Crash) && f.clients.contains(&c))
+            .any(|f| matches!(f.action, Action::Quit | Action::Crash) && f.clients.contains(c))
     };
     let mut open: BTreeMap<(u32, String), Vec<&EventRecord>> = BTreeMap::new();
     for e in r.events.iter() {
@@ -247,7 +247,7 @@ fn may_outlast_the_run(
     cfg.faults.iter().any(|f| match f.action {
         Action::Slow {
             factor: g, span, ..
-        } if g == factor && f.clients.contains(&c) => match span {
+        } if g == factor && f.clients.contains(c) => match span {
             Span::Time(d) => s.t_us + d >= end.t_us,
             // An end due when a round starts comes in the step after that start; the last
             // round to start may have started in the run's final step, after which nothing

@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use fedsim::dist::Dist;
-use fedsim::sim::{Action, Direction, Fault, Profile, RetryConfig, Span, Trigger, SECOND};
+use fedsim::sim::{
+    Action, Direction, Fault, Profile, Profiles, RetryConfig, Span, Trigger, SECOND,
+};
 use fedsim::{SimConfig, Simulation};
 
 use super::invariants;
@@ -126,7 +128,8 @@ fn case() -> impl Strategy<Value = Case> {
                     Dist::Fixed((latency_ms * MS) as f64)
                 };
                 let total = n + join.1;
-                cfg.profiles = vec![
+                cfg.profiles = Profiles::uniform(
+                    total,
                     Profile {
                         per_sample_us: Dist::Fixed(per_sample),
                         latency_us: latency,
@@ -136,9 +139,8 @@ fn case() -> impl Strategy<Value = Case> {
                             f64::INFINITY
                         }),
                         per_round,
-                    };
-                    total as usize
-                ];
+                    },
+                );
                 if join.1 > 0 {
                     cfg.faults.push(Fault {
                         at: join.0,
