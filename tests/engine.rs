@@ -332,8 +332,11 @@ fn handlers_see_all_fifteen_event_types_in_log_order() {
     assert!(x.accuracy.iter().all(|row| row.iter().all(Option::is_some)));
 }
 
-/// A user's own strategy: counts its calls and never moves the model.
-struct Frozen(Arc<Mutex<Vec<Vec<u32>>>>);
+/// A user's own strategy: records what each call saw and never moves the model.
+struct Frozen(Arc<Mutex<Vec<Vec<UpdateSeen>>>>);
+
+/// What a strategy saw of one update: client, n_iter, training loss.
+type UpdateSeen = (u32, u64, f64);
 
 impl fedsim::aggregate::Aggregator for Frozen {
     fn name(&self) -> &str {
@@ -344,10 +347,12 @@ impl fedsim::aggregate::Aggregator for Frozen {
         global: &fedsim::learn::Params,
         updates: &[fedsim::aggregate::Update<'_>],
     ) -> fedsim::learn::Params {
-        self.0
-            .lock()
-            .unwrap()
-            .push(updates.iter().map(|u| u.client).collect());
+        self.0.lock().unwrap().push(
+            updates
+                .iter()
+                .map(|u| (u.client, u.n_iter, u.train_loss))
+                .collect(),
+        );
         global.clone()
     }
 }
@@ -366,7 +371,22 @@ fn a_user_aggregator_is_used_and_sees_updates_in_client_order() {
         .unwrap();
     let calls = calls.lock().unwrap();
     assert_eq!(calls.len(), 4);
-    assert!(calls.iter().all(|c| c == &[0, 1, 2, 3, 4, 5]));
+    let clients = |call: &Vec<UpdateSeen>| call.iter().map(|u| u.0).collect::<Vec<_>>();
+    assert!(calls.iter().all(|c| clients(c) == [0, 1, 2, 3, 4, 5]));
+    // Each update carries what its client reported: its n_iter and its training loss.
+    for (round, call) in calls.iter().enumerate() {
+        for &(client, n_iter, loss) in call {
+            let received = r
+                .events
+                .of(EventType::ReceiveContribution)
+                .round(round as u32)
+                .client(client)
+                .first()
+                .unwrap();
+            assert_eq!(n_iter, detail_u(received, "n_iter"));
+            assert!(loss.is_finite() && loss > 0.0, "{loss}");
+        }
+    }
     let arrivals: Vec<u32> = r
         .events
         .of(EventType::ReceiveContribution)
@@ -477,4 +497,100 @@ fn a_scripted_crash_is_a_fault_not_a_failure() {
         .expect("a scripted crash does not fail the run");
     assert!(r.completed && r.error.is_none());
     assert_eq!(of(&r.events, SimEvent::ClientCrashed).len(), 1);
+}
+
+/// A strategy with a bug: it returns the model with its tensors in the wrong order.
+struct Shuffled;
+
+impl fedsim::aggregate::Aggregator for Shuffled {
+    fn name(&self) -> &str {
+        "shuffled"
+    }
+    fn aggregate(
+        &mut self,
+        global: &fedsim::learn::Params,
+        _: &[fedsim::aggregate::Update<'_>],
+    ) -> fedsim::learn::Params {
+        let mut out = global.clone();
+        out.0.reverse();
+        out
+    }
+}
+
+#[test]
+fn an_aggregator_returning_a_model_that_does_not_fit_fails_the_run_naming_it() {
+    let cfg = small(3, 3, 0.0);
+    let run = Simulation::new(cfg).aggregator(Box::new(Shuffled)).run();
+    let (failure, partial) = failure_of(run);
+    assert_eq!(failure.culprit, Culprit::Actor(Actor::Server));
+    assert_eq!(failure.round, Some(0));
+    assert!(
+        failure
+            .message
+            .starts_with("aggregator `shuffled` returned a model that does not fit"),
+        "{}",
+        failure.message
+    );
+    assert!(!partial.completed);
+}
+
+fn yaml_run(aggregator: &str) -> fedsim::RunResult {
+    let yaml = format!(
+        "name: m\nseed: 5\ntask: {{ model: softmax, data: {{ generator: w1 }} }}\n\
+         server: {{ rounds: 3, aggregator: {aggregator} }}\nclients: {{ count: 4 }}\n"
+    );
+    Simulation::from_yaml_str(&yaml).unwrap().run().unwrap()
+}
+
+#[test]
+fn fedavgm_settings_written_in_the_scenario_reach_the_server() {
+    // With no momentum and a server rate of 1, FedAvgM's step is FedAvg's (Hsu et al. 2019).
+    let fedavg = yaml_run("fedavg");
+    let plain = yaml_run("{ fedavgm: { server_lr: 1.0, momentum: 0.0 } }");
+    // Equal up to f32 rounding: FedAvgM computes g − (g − avg) where FedAvg has avg.
+    assert!(max_gap(&plain.params, &fedavg.params) < 1e-6);
+    // The defaults (momentum 0.9) and a halved rate each move the model otherwise.
+    let default = yaml_run("fedavgm");
+    let halved = yaml_run("{ fedavgm: { server_lr: 0.5, momentum: 0.0 } }");
+    assert!(max_gap(&default.params, &fedavg.params) > 1e-3);
+    assert!(max_gap(&halved.params, &fedavg.params) > 1e-3);
+    assert!(max_gap(&halved.params, &default.params) > 1e-3);
+}
+
+fn max_gap(a: &fedsim::learn::Params, b: &fedsim::learn::Params) -> f32 {
+    a.0.iter()
+        .zip(&b.0)
+        .flat_map(|((_, x), (_, y))| x.iter().zip(y).map(|(x, y)| (x - y).abs()))
+        .fold(0.0, f32::max)
+}
+
+/// A selection policy: the lowest ids, always.
+struct Lowest;
+
+impl fedsim::aggregate::Selection for Lowest {
+    fn select(&self, _: u32, live: &[u32], wanted: usize, _: &mut fedsim::rng::Stream) -> Vec<u32> {
+        live[..wanted].to_vec()
+    }
+}
+
+#[test]
+fn a_user_selection_picks_each_rounds_clients() {
+    let mut cfg = small(8, 3, 0.0);
+    cfg.server.clients_per_round = 3;
+    cfg.server.min_num_clients = 8;
+    let r = Simulation::new(cfg)
+        .selection(Box::new(Lowest))
+        .run()
+        .unwrap();
+    for round in 0..3 {
+        let mut trained: Vec<u32> = r
+            .events
+            .of(EventType::ReceiveContribution)
+            .round(round)
+            .iter()
+            .filter_map(|e| e.client)
+            .collect();
+        trained.sort_unstable();
+        assert_eq!(trained, [0, 1, 2], "round {round}");
+    }
 }

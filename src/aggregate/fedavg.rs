@@ -1,47 +1,26 @@
 //! FedAvg (McMahan et al., 2017): the weighted mean of the clients' parameters, weighted as
 //! Clara weights them, by each contribution's `n_iter`.
 
-use super::{Aggregator, Update};
-use crate::learn::{zeros_like, Params};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{weighted_mean, Aggregator, Strategy, Update};
+use crate::learn::Params;
 
 /// Weighted federated averaging.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FedAvg;
 
-/// The weighted mean of `updates`, accumulated in f64 in the given (client-id) order.
-pub(crate) fn weighted_mean(global: &Params, updates: &[Update<'_>]) -> Params {
-    let total: f64 = updates.iter().map(|u| u.weight).sum();
-    let mut acc: Vec<Vec<f64>> = global.0.iter().map(|(_, a)| vec![0.0; a.len()]).collect();
-    for u in updates {
-        let w = if total > 0.0 {
-            u.weight / total
-        } else {
-            1.0 / updates.len() as f64
-        };
-        for (sum, (_, a)) in acc.iter_mut().zip(&u.params.0) {
-            // A contiguous tensor (every decoded one) as a slice: ndarray's n-d iterator
-            // costs several times the multiply-add itself.
-            match a.as_slice() {
-                Some(v) => add_scaled(sum, v.iter(), w),
-                None => add_scaled(sum, a.iter(), w),
-            }
-        }
-    }
-    let mut out = zeros_like(global);
-    for ((_, a), sum) in out.0.iter_mut().zip(acc) {
-        let values = sum.into_iter().map(|s| s as f32);
-        match a.as_slice_mut() {
-            Some(v) => v.iter_mut().zip(values).for_each(|(v, s)| *v = s),
-            None => a.iter_mut().zip(values).for_each(|(v, s)| *v = s),
-        }
-    }
-    out
-}
+/// FedAvg has no settings: `aggregator: fedavg`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FedAvgSettings {}
 
-/// `sum += w·v`, elementwise, each product rounded before it is added.
-fn add_scaled<'a>(sum: &mut [f64], v: impl Iterator<Item = &'a f32>, w: f64) {
-    for (s, v) in sum.iter_mut().zip(v) {
-        *s += w * f64::from(*v);
+impl Strategy for FedAvgSettings {
+    const NAME: &'static str = "fedavg";
+
+    fn build(&self) -> Box<dyn Aggregator> {
+        Box::new(FedAvg)
     }
 }
 
@@ -60,6 +39,16 @@ mod tests {
     use super::*;
     use ndarray::ArrayD;
 
+    fn update(client: u32, weight: f64, params: &Params) -> Update<'_> {
+        Update {
+            client,
+            weight,
+            n_iter: weight as u64,
+            train_loss: 0.0,
+            params,
+        }
+    }
+
     fn p(v: f32) -> Params {
         Params(vec![("w".into(), ArrayD::from_elem(vec![2], v))])
     }
@@ -67,18 +56,7 @@ mod tests {
     #[test]
     fn weights_by_n_iter() {
         let (a, b) = (p(1.0), p(4.0));
-        let ups = [
-            Update {
-                client: 0,
-                weight: 2.0,
-                params: &a,
-            },
-            Update {
-                client: 1,
-                weight: 1.0,
-                params: &b,
-            },
-        ];
+        let ups = [update(0, 2.0, &a), update(1, 1.0, &b)];
         let out = FedAvg.aggregate(&p(0.0), &ups);
         assert_eq!(out.0[0].1, ArrayD::from_elem(vec![2], 2.0));
     }
@@ -86,18 +64,7 @@ mod tests {
     #[test]
     fn zero_weights_fall_back_to_plain_mean() {
         let (a, b) = (p(1.0), p(3.0));
-        let ups = [
-            Update {
-                client: 0,
-                weight: 0.0,
-                params: &a,
-            },
-            Update {
-                client: 1,
-                weight: 0.0,
-                params: &b,
-            },
-        ];
+        let ups = [update(0, 0.0, &a), update(1, 0.0, &b)];
         assert_eq!(FedAvg.aggregate(&p(0.0), &ups).0[0].1[[0]], 2.0);
     }
 }

@@ -94,11 +94,6 @@ impl Params {
     /// Decodes a `ModelData`, checking names and shapes against `like`. It takes the
     /// `ModelData` (every caller is done with it) so the names move rather than being copied.
     pub fn from_model_data(md: ModelData, like: &Params) -> Result<Params, ParamsError> {
-        let describe = |it: &mut dyn Iterator<Item = (&String, Vec<usize>)>| {
-            it.map(|(k, s)| format!("{k}{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let mut out = Vec::with_capacity(like.0.len());
         // Taken by value, so the names move into the result rather than being copied.
         for (name, nd) in md.params {
@@ -107,18 +102,33 @@ impl Params {
                 Err(source) => return Err(ParamsError::Tensor { name, source }),
             }
         }
-        let same = out.len() == like.0.len()
-            && out
+        let out = Params(out);
+        out.fits(like)?;
+        Ok(out)
+    }
+
+    /// Whether these are exactly `like`'s tensors: the same names, in the same order, with
+    /// the same shapes.
+    pub fn fits(&self, like: &Params) -> Result<(), ParamsError> {
+        let same = self.0.len() == like.0.len()
+            && self
+                .0
                 .iter()
                 .zip(&like.0)
                 .all(|((n1, a1), (n2, a2))| n1 == n2 && a1.shape() == a2.shape());
-        if !same {
-            return Err(ParamsError::Mismatch {
-                expected: describe(&mut like.0.iter().map(|(k, a)| (k, a.shape().to_vec()))),
-                got: describe(&mut out.iter().map(|(k, a)| (k, a.shape().to_vec()))),
-            });
+        if same {
+            return Ok(());
         }
-        Ok(Params(out))
+        let describe = |p: &Params| {
+            p.0.iter()
+                .map(|(k, a)| format!("{k}{:?}", a.shape()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(ParamsError::Mismatch {
+            expected: describe(like),
+            got: describe(self),
+        })
     }
 
     /// [`Params::from_model_data`] for a model's tensors given as (name, .npy bytes) in name

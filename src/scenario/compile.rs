@@ -414,17 +414,9 @@ fn server(f: &ScenarioFile, ck: &mut Checker) -> ServerConfig {
     if cfg.heart_beat_interval >= cfg.heart_beat_timeout {
         ck.err("server.heart_beat_interval", "heart_beat_interval must be shorter than heart_beat_timeout, or every client is removed between heartbeats", None);
     }
-    if crate::aggregate::by_name(&s.aggregator).is_none() {
-        let hint = did_you_mean(&s.aggregator, crate::aggregate::NAMES.iter().copied());
-        ck.err(
-            "server.aggregator",
-            format!(
-                "unknown aggregator `{}`, expected one of {}",
-                s.aggregator,
-                crate::aggregate::NAMES.join(", ")
-            ),
-            hint,
-        );
+    let name = s.aggregator.name();
+    for (key, problem) in s.aggregator.problems() {
+        ck.err(&format!("server.aggregator.{name}.{key}"), problem, None);
     }
     cfg
 }

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::units::{map_enum, DistQ, Plain, Rate, Time, Q};
+use crate::aggregate::AggregatorSpec;
 
 /// A scenario: a federation, what goes wrong in it, and what should be observed.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -228,16 +229,13 @@ pub struct ServerSpec {
     /// How often clients send heartbeats.
     #[serde(default)]
     pub heart_beat_interval: Option<Q<Time>>,
-    /// The aggregation strategy: `fedavg` or `fedavgm`.
-    #[serde(default = "fedavg")]
-    pub aggregator: String,
+    /// The aggregation strategy: a name (`fedavg`, `fedavgm`), or a mapping of one name to its
+    /// settings (`{fedavgm: {server_lr: 1.0, momentum: 0.9}}`).
+    #[serde(default)]
+    pub aggregator: AggregatorSpec,
     /// Run cross-site validation after the last round.
     #[serde(default)]
     pub cross_site_validation: bool,
-}
-
-fn fedavg() -> String {
-    "fedavg".into()
 }
 
 /// Compression, encryption and an unreliable network.

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use crate::aggregate::AggregatorSpec;
 use crate::dist::Dist;
 use crate::learn::{DataSpec, ModelKind, TrainConfig};
 
@@ -35,8 +36,8 @@ pub struct ServerConfig {
     pub round_timeout: Micros,
     /// Run Clara's cross-site validation after the last round.
     pub cross_site_validation: bool,
-    /// The server strategy, by [`crate::aggregate::by_name`] name.
-    pub aggregator: String,
+    /// The server strategy and its settings.
+    pub aggregator: AggregatorSpec,
 }
 
 impl Default for ServerConfig {
@@ -52,7 +53,7 @@ impl Default for ServerConfig {
             clients_per_round: 0,
             round_timeout: 3600 * SECOND,
             cross_site_validation: false,
-            aggregator: "fedavg".into(),
+            aggregator: AggregatorSpec::default(),
         }
     }
 }

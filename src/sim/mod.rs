@@ -49,7 +49,7 @@ pub use profiles::Profiles;
 pub use server::{CrossSiteMatrix, RoundStats};
 pub use world::{Traffic, WireRecord};
 
-use crate::aggregate::{self, Aggregator};
+use crate::aggregate::{self, Aggregator, Selection};
 use crate::fed_learn::pb::ModelData;
 use crate::fed_learn::{
     ApplicationContext, MessageCompressor, ModelEncryptor, ModelTransformer, TransformChain,
@@ -142,6 +142,7 @@ impl RunResult {
 pub struct Simulation {
     cfg: SimConfig,
     aggregator: Option<Box<dyn Aggregator>>,
+    selection: Option<Box<dyn Selection>>,
     handlers: Vec<Box<dyn EventHandler>>,
     sink: Option<Box<dyn Write + Send>>,
     keep_events: bool,
@@ -156,6 +157,7 @@ impl Simulation {
         Simulation {
             cfg,
             aggregator: None,
+            selection: None,
             handlers: Vec::new(),
             sink: None,
             keep_events: true,
@@ -173,6 +175,12 @@ impl Simulation {
     /// Uses `a` instead of the aggregator the config names.
     pub fn aggregator(mut self, a: Box<dyn Aggregator>) -> Self {
         self.aggregator = Some(a);
+        self
+    }
+
+    /// Uses `s` to pick each round's clients instead of uniform sampling.
+    pub fn selection(mut self, s: Box<dyn Selection>) -> Self {
+        self.selection = Some(s);
         self
     }
 
@@ -238,6 +246,7 @@ impl Simulation {
         let Simulation {
             cfg,
             aggregator,
+            selection,
             handlers,
             sink,
             keep_events,
@@ -246,12 +255,8 @@ impl Simulation {
             interrupt,
         } = self;
         validate(&cfg)?;
-        let aggregator = match aggregator {
-            Some(a) => a,
-            None => aggregate::by_name(&cfg.server.aggregator).ok_or_else(|| {
-                SimError::Config(format!("unknown aggregator {:?}", cfg.server.aggregator))
-            })?,
-        };
+        let aggregator = aggregator.unwrap_or_else(|| cfg.server.aggregator.build());
+        let selection = selection.unwrap_or_else(|| Box::new(aggregate::Uniform));
         let shared = Arc::new(Shared::default());
         let data = cfg.data.generator(cfg.seed);
         let classes = if cfg.data.is_classification() {
@@ -282,6 +287,7 @@ impl Simulation {
             chain: chain(&cfg, 0),
             decoder: Arc::new(chain(&cfg, 0)),
             aggregator,
+            selection,
             global: template.clone(),
             test: global_test(&pool, &data, cfg.initial_clients),
             pool: pool.clone(),
@@ -520,6 +526,10 @@ fn validate(cfg: &SimConfig) -> Result<(), SimError> {
     let backoff_ok = r.multiplier >= 1.0 && r.multiplier.is_finite();
     if !(backoff_ok && (0.0..1.0).contains(&r.jitter)) {
         return bad("retry backoff needs a finite multiplier >= 1 and a jitter in [0, 1)".into());
+    }
+    if let Some((key, problem)) = cfg.server.aggregator.problems().into_iter().next() {
+        let name = cfg.server.aggregator.name();
+        return bad(format!("aggregator {name}: {key}: {problem}"));
     }
     for f in &cfg.faults {
         if let Some(c) = f.clients.max().filter(|&c| c >= cfg.total_clients()) {

@@ -23,7 +23,7 @@ use super::pool::{Ordered, Pool};
 use super::port::{Envelope, EventSlot, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use super::TestSet;
-use crate::aggregate::{Aggregator, Update};
+use crate::aggregate::{Aggregator, Selection, Update};
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{
     EventType, Message, MessageId, MessageIds, ModelTransformer, Proto, Text, TransformChain,
@@ -89,6 +89,7 @@ pub(crate) struct ServerSetup {
     /// The same chain again, for decoding (which any thread may do; see `inbound`).
     pub decoder: Arc<TransformChain>,
     pub aggregator: Box<dyn Aggregator>,
+    pub selection: Box<dyn Selection>,
     pub global: Params,
     pub test: TestSet,
     /// Where evaluation runs.
@@ -111,6 +112,7 @@ pub(crate) type Lookahead = Box<dyn FnMut(Vec<u32>) + Send>;
 
 struct Accepted {
     weight: f64,
+    n_iter: u64,
     params: Params,
     train_loss: f64,
 }
@@ -140,6 +142,7 @@ pub(crate) struct Server {
     chain: TransformChain,
     decoder: Decoder,
     aggregator: Box<dyn Aggregator>,
+    selection: Box<dyn Selection>,
     global: Params,
     global_md: Arc<ModelData>,
     test: TestSet,
@@ -217,7 +220,10 @@ impl Server {
             let n = (s.initial_clients as usize).min(s.cfg.max_num_clients) as u32;
             let k = s.cfg.clients_per_round;
             for r in (s.cfg.start_round..s.cfg.num_rounds).take(4) {
-                f(select(s.seed, k, r, (0..n).collect()).into_iter().collect());
+                let live: Vec<u32> = (0..n).collect();
+                f(select(&*s.selection, s.seed, k, r, &live)
+                    .into_iter()
+                    .collect());
             }
         }
         Server {
@@ -232,6 +238,7 @@ impl Server {
                 template: Arc::new(s.global.clone()),
             },
             aggregator: s.aggregator,
+            selection: s.selection,
             global: s.global,
             global_md,
             test: s.test,
@@ -397,8 +404,9 @@ impl Server {
     }
 
     fn sample(&self, r: u32) -> BTreeSet<u32> {
-        let live = self.clients.keys().copied().collect();
-        select(self.seed, self.cfg.clients_per_round, r, live)
+        let live: Vec<u32> = self.clients.keys().copied().collect();
+        let k = self.cfg.clients_per_round;
+        select(&*self.selection, self.seed, k, r, &live)
     }
 
     /// Tells the lookahead whom round `r` would select if the live clients stay as they are.
@@ -581,6 +589,7 @@ impl Server {
                 client,
                 Accepted {
                     weight: n_iter.max(0) as f64,
+                    n_iter: n_iter.max(0) as u64,
                     params,
                     train_loss,
                 },
@@ -651,11 +660,19 @@ impl Server {
             .map(|(c, a)| Update {
                 client: *c,
                 weight: a.weight,
+                n_iter: a.n_iter,
+                train_loss: a.train_loss,
                 params: &a.params,
             })
             .collect();
         if !updates.is_empty() {
-            self.global = self.aggregator.aggregate(&self.global, &updates);
+            let next = self.aggregator.aggregate(&self.global, &updates);
+            if let Err(e) = next.fits(&self.global) {
+                // A plug-in's bug, like a panic in it: the run fails, naming it.
+                let name = self.aggregator.name();
+                panic!("aggregator `{name}` returned a model that does not fit: {e}");
+            }
+            self.global = next;
             self.global_md = Arc::new(self.global.to_model_data());
         }
         let detail = vec![("aggregated", n.into())];
@@ -759,15 +776,15 @@ impl Server {
 
 /// Round `r`'s clients: `k` of `live` (in id order), drawn with the round's own stream, or all
 /// of them when `k` is 0 or at least their number.
-fn select(seed: u64, k: usize, r: u32, mut live: Vec<u32>) -> BTreeSet<u32> {
+fn select(how: &dyn Selection, seed: u64, k: usize, r: u32, live: &[u32]) -> BTreeSet<u32> {
     if k == 0 || k >= live.len() {
-        return live.into_iter().collect();
+        return live.iter().copied().collect();
     }
     let mut rng = rng::stream(seed, "sample", NONE, u64::from(r));
-    for i in 0..k {
-        let j = rand::Rng::random_range(&mut rng, i..live.len());
-        live.swap(i, j);
-    }
-    live.truncate(k);
-    live.into_iter().collect()
+    let picked = how.select(r, live, k, &mut rng);
+    // Only live clients, each once, however the plug-in answered.
+    picked
+        .into_iter()
+        .filter(|c| live.binary_search(c).is_ok())
+        .collect()
 }
