@@ -7,7 +7,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::sim::{CrossSiteMatrix, EventRecord, RoundStats, RunResult};
+use crate::fed_learn::EventType;
+use crate::sim::{
+    CrossSiteMatrix, EventName, EventRecord, Reason, RoundStats, RunResult, SimEvent,
+};
 
 /// The header of `rounds.csv`.
 pub const ROUNDS_HEADER: &str = "round,t_us,selected,contributed,rejected,aggregated,train_loss,test_loss,test_accuracy,bytes_up,bytes_down";
@@ -38,11 +41,14 @@ impl MarkerKind {
 
     /// The marker kind of a log line's event name and reason, if any.
     pub fn of(event: &str, reason: Option<&str>) -> Option<MarkerKind> {
-        match (event, reason) {
-            ("dropout_start", _) => Some(MarkerKind::Dropout),
-            ("_clientQuit", _) => Some(MarkerKind::Quit),
-            ("client_join", _) => Some(MarkerKind::Join),
-            ("contribution_rejected", Some("late")) => Some(MarkerKind::Late),
+        let late = Reason::Late.as_str();
+        match (EventName::parse(event)?, reason) {
+            (EventName::Sim(SimEvent::DropoutStart), _) => Some(MarkerKind::Dropout),
+            (EventName::Protocol(EventType::ClientQuit), _) => Some(MarkerKind::Quit),
+            (EventName::Sim(SimEvent::ClientJoin), _) => Some(MarkerKind::Join),
+            (EventName::Sim(SimEvent::ContributionRejected), Some(r)) if r == late => {
+                Some(MarkerKind::Late)
+            }
             _ => None,
         }
     }

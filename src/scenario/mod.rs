@@ -14,6 +14,7 @@
 pub mod error;
 pub mod estimate;
 pub mod expect;
+pub mod faults;
 pub mod limits;
 pub mod schema;
 pub mod units;

@@ -9,6 +9,7 @@ use crate::learn::{DataSpec, ModelKind, TrainConfig};
 
 use super::port::Micros;
 use super::profiles::Profiles;
+pub use super::world::Action;
 
 /// One second in virtual microseconds.
 pub const SECOND: Micros = 1_000_000;
@@ -94,42 +95,6 @@ impl Default for Profile {
             per_round: false,
         }
     }
-}
-
-/// What a fault does.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Stop answering (no replies, no heartbeats) for a while.
-    Dropout(Span),
-    /// Leave on purpose (sends `Quit`).
-    Quit,
-    /// Join the federation and register. Targets must be clients that have not started.
-    Join,
-    /// Hold the next contribution back by this long.
-    Late {
-        /// Extra delay before the contribution leaves.
-        delay: Micros,
-    },
-    /// Be slower for a while.
-    Slow {
-        /// How many times slower.
-        factor: f64,
-        /// For how long.
-        span: Span,
-        /// Slow the device (training time).
-        device: bool,
-        /// Slow the link (latency and transfer time).
-        link: bool,
-    },
-    /// The client's task panics.
-    Crash,
-    /// The next `messages` messages on the client's link, the given way, arrive damaged.
-    Corrupt {
-        /// How many messages.
-        messages: u32,
-        /// Which way: what the client sends, or what the server sends it.
-        direction: Direction,
-    },
 }
 
 /// Which way a message crosses a client's link.

@@ -96,78 +96,60 @@ fn push_u64(out: &mut String, v: u64) {
     out.push_str(itoa::Buffer::new().format(v));
 }
 
-/// The simulator's own events, beside the protocol's [`EventType`]s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SimEvent {
-    /// A new client joined the federation (before it registers).
-    ClientJoin,
-    /// A client stopped answering.
-    DropoutStart,
-    /// A dropped-out client is back.
-    DropoutEnd,
-    /// The server refused a contribution; `detail.reason` says why.
-    ContributionRejected,
-    /// The server removed a client that was silent past `heart_beat_timeout`.
-    ClientRemoved,
-    /// A round closed because `round_timeout` fired.
-    RoundTimeout,
-    /// The network lost a message.
-    MessageLost,
-    /// A message arrived damaged and did not decode.
-    MessageCorrupted,
-    /// The run is over; `detail.reason` says how it ended.
-    RunEnd,
-    /// The server refused a login (past `max_num_clients`).
-    LoginRefused,
-    /// A client's task crashed (panicked); it is gone.
-    ClientCrashed,
-    /// A client's device or link became slower.
-    SlowStart,
-    /// A slowdown is over (others may still be in force).
-    SlowEnd,
-    /// A client sent a call again: it got no answer by its deadline, or the answer came
-    /// damaged. `detail.method` names the call, `detail.attempt` counts the retries.
-    RequestRetry,
+/// Generates [`SimEvent`], its log names and its list from one table, so that adding an event
+/// is one line here.
+macro_rules! sim_events {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, )+) => {
+        /// The simulator's own events, beside the protocol's [`EventType`]s.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum SimEvent {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl SimEvent {
+            /// The name in the event log.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( SimEvent::$variant => $name, )+
+                }
+            }
+
+            /// Every simulator event.
+            pub const ALL: &'static [SimEvent] = &[$( SimEvent::$variant, )+];
+        }
+    };
 }
 
-impl SimEvent {
-    /// The name in the event log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SimEvent::ClientJoin => "client_join",
-            SimEvent::DropoutStart => "dropout_start",
-            SimEvent::DropoutEnd => "dropout_end",
-            SimEvent::ContributionRejected => "contribution_rejected",
-            SimEvent::ClientRemoved => "client_removed",
-            SimEvent::RoundTimeout => "round_timeout",
-            SimEvent::MessageLost => "message_lost",
-            SimEvent::MessageCorrupted => "message_corrupted",
-            SimEvent::RunEnd => "run_end",
-            SimEvent::LoginRefused => "login_refused",
-            SimEvent::ClientCrashed => "client_crashed",
-            SimEvent::SlowStart => "slow_start",
-            SimEvent::SlowEnd => "slow_end",
-            SimEvent::RequestRetry => "request_retry",
-        }
-    }
-
-    /// Every simulator event.
-    pub const ALL: [SimEvent; 14] = [
-        SimEvent::ClientJoin,
-        SimEvent::DropoutStart,
-        SimEvent::DropoutEnd,
-        SimEvent::ContributionRejected,
-        SimEvent::ClientRemoved,
-        SimEvent::RoundTimeout,
-        SimEvent::MessageLost,
-        SimEvent::MessageCorrupted,
-        SimEvent::RunEnd,
-        SimEvent::LoginRefused,
-        SimEvent::ClientCrashed,
-        SimEvent::SlowStart,
-        SimEvent::SlowEnd,
-        SimEvent::RequestRetry,
-    ];
+sim_events! {
+    /// A new client joined the federation (before it registers).
+    ClientJoin => "client_join",
+    /// A client stopped answering.
+    DropoutStart => "dropout_start",
+    /// A dropped-out client is back.
+    DropoutEnd => "dropout_end",
+    /// The server refused a contribution; `detail.reason` says why.
+    ContributionRejected => "contribution_rejected",
+    /// The server removed a client that was silent past `heart_beat_timeout`.
+    ClientRemoved => "client_removed",
+    /// A round closed because `round_timeout` fired.
+    RoundTimeout => "round_timeout",
+    /// The network lost a message.
+    MessageLost => "message_lost",
+    /// A message arrived damaged and did not decode.
+    MessageCorrupted => "message_corrupted",
+    /// The run is over; `detail.reason` says how it ended.
+    RunEnd => "run_end",
+    /// The server refused a login (past `max_num_clients`).
+    LoginRefused => "login_refused",
+    /// A client's task crashed (panicked); it is gone.
+    ClientCrashed => "client_crashed",
+    /// A client's device or link became slower.
+    SlowStart => "slow_start",
+    /// A slowdown is over (others may still be in force).
+    SlowEnd => "slow_end",
+    /// A client sent a call again: it got no answer by its deadline, or the answer came
+    /// damaged. `detail.method` names the call, `detail.attempt` counts the retries.
+    RequestRetry => "request_retry",
 }
 
 /// An event's name: a protocol event or one of the simulator's.
@@ -194,7 +176,8 @@ impl EventName {
             return Some(EventName::Protocol(e));
         }
         SimEvent::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|e| e.as_str() == s)
             .map(EventName::Sim)
     }
@@ -536,7 +519,7 @@ mod tests {
 
     #[test]
     fn names_parse_back() {
-        for e in SimEvent::ALL {
+        for &e in SimEvent::ALL {
             assert_eq!(EventName::parse(e.as_str()), Some(EventName::Sim(e)));
         }
         assert_eq!(

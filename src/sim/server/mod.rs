@@ -19,6 +19,7 @@ use registry::Registered;
 
 use super::config::ServerConfig;
 use super::events::{Actor, SimEvent};
+use super::log::Reason;
 use super::pool::{Ordered, Pool};
 use super::port::{Envelope, EventSlot, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
@@ -189,26 +190,6 @@ enum AfterRound {
     Wait,
 }
 
-/// Why a contribution was refused, as the log writes it.
-#[derive(Debug, Clone, Copy)]
-enum Reject {
-    Late,
-    Duplicate,
-    UnknownToken,
-    Corrupt,
-}
-
-impl Reject {
-    fn as_str(self) -> &'static str {
-        match self {
-            Reject::Late => "late",
-            Reject::Duplicate => "duplicate",
-            Reject::UnknownToken => "unknown_token",
-            Reject::Corrupt => "corrupt",
-        }
-    }
-}
-
 impl Server {
     pub fn new(port: Port, s: ServerSetup) -> Self {
         let global_md = Arc::new(s.global.to_model_data());
@@ -315,7 +296,7 @@ impl Server {
             detail,
         );
         if method == Method::SubmitUpdate {
-            self.reject(client, Reject::Corrupt, None);
+            self.reject(client, Reason::Corrupt, None);
         }
     }
 
@@ -535,7 +516,7 @@ impl Server {
     fn on_submit(&mut self, client: u32, req: &Text, s: Submission) {
         let for_round = s.for_round;
         if !self.check_token(client, &s.token) {
-            self.reject(client, Reject::UnknownToken, for_round);
+            self.reject(client, Reason::UnknownToken, for_round);
             return self.refuse(client, req, "unknown token");
         }
         self.touch(client);
@@ -566,16 +547,16 @@ impl Server {
         params: Result<Params, String>,
     ) {
         let Phase::Training(open) = &self.phase else {
-            return self.reject(client, Reject::Late, for_round);
+            return self.reject(client, Reason::Late, for_round);
         };
         if for_round != Some(open.r) {
-            return self.reject(client, Reject::Late, for_round);
+            return self.reject(client, Reason::Late, for_round);
         }
         if open.updates.contains_key(&client) {
-            return self.reject(client, Reject::Duplicate, for_round);
+            return self.reject(client, Reason::Duplicate, for_round);
         }
         let Ok(params) = params else {
-            return self.reject(client, Reject::Corrupt, for_round);
+            return self.reject(client, Reason::Corrupt, for_round);
         };
         let detail = vec![("n_iter", (n_iter.max(0) as u64).into())];
         self.port.emit(
@@ -598,7 +579,7 @@ impl Server {
         self.check_progress();
     }
 
-    fn reject(&mut self, client: u32, why: Reject, for_round: Option<u32>) {
+    fn reject(&mut self, client: u32, why: Reason, for_round: Option<u32>) {
         let round = self.round_no();
         if let Phase::Training(open) = &mut self.phase {
             open.rejected += 1;
