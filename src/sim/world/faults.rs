@@ -5,10 +5,10 @@
 //! slowdowns are instances with their own ends: an end ends only its own start, a client is
 //! out while any dropout is in force, and slowdowns in force multiply.
 
+use super::World;
 use crate::sim::config::{Direction, Span};
 use crate::sim::events::{Actor, SimEvent};
 use crate::sim::port::{Control, EnvAction, Micros, Payload, ENV};
-use super::World;
 
 /// What a fault does.
 #[derive(Debug, Clone, PartialEq)]

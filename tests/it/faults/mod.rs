@@ -2,9 +2,6 @@
 //! as documented, dropped-out clients are silent, links are FIFO, overlapping faults compose,
 //! faults wait for clients that have not joined, and nothing follows `run_end`.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod classes;
 mod invariants;
 mod props;

@@ -1,8 +1,6 @@
 //! Protocol tests, written from the Clara protocol (DESIGN.md §1), not from the output.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fedsim::dist::Dist;
 use fedsim::fed_learn::EventType;
 use fedsim::sim::{Action, Actor, Fault, SimEvent, Span, Trigger, SECOND};

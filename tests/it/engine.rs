@@ -1,10 +1,8 @@
 //! The engine's faults, transports, handlers and determinism.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use fedsim::dist::Dist;
 use fedsim::fed_learn::{EventType, FLContext};
 use fedsim::sim::{

@@ -8,8 +8,8 @@ use fedsim::sim::{
 };
 use fedsim::{RunResult, SimConfig, Simulation};
 
-use super::common::*;
 use super::invariants;
+use crate::common::*;
 
 const MS: u64 = 1_000;
 
