@@ -42,6 +42,8 @@
 //!
 //! - [`fed_learn`]: the protocol itself (messages, events, contexts, transformers, the .npy
 //!   tensor codec). It knows nothing of the simulation.
+//! - [`fastpath`]: the one switch (`FEDSIM_KERNELS=portable`) between the fast paths and
+//!   their reference paths.
 //! - [`rng`]: seeded random streams keyed by (seed, purpose, client, round).
 //! - [`dist`]: fixed-or-drawn parameters (uniform, normal, lognormal, exponential).
 //! - [`learn`]: synthetic data generators and the models clients train.
@@ -52,6 +54,7 @@
 
 pub mod aggregate;
 pub mod dist;
+pub mod fastpath;
 pub mod fed_learn;
 pub mod learn;
 pub mod report;

@@ -94,7 +94,7 @@ where
 fn npy_bytes<A: NpyElement>(fortran: bool, shape: &[usize], data: &[A]) -> NDArray {
     let mut buf = Vec::with_capacity(128 + std::mem::size_of_val(data));
     with_header::<A>(fortran, shape, |h| buf.extend_from_slice(h));
-    if cfg!(target_endian = "little") {
+    if cfg!(target_endian = "little") && !crate::fastpath::reference_only() {
         buf.extend_from_slice(npy_fast::native_bytes(data));
     } else {
         A::write_slice(data, &mut buf)
@@ -142,7 +142,7 @@ pub(crate) fn put_f32_npy(
         }
         let values = &mut values[..n];
         write(values);
-        if cfg!(target_endian = "little") {
+        if cfg!(target_endian = "little") && !crate::fastpath::reference_only() {
             buf.put_slice(npy_fast::native_bytes(values));
         } else {
             values.iter().for_each(|v| buf.put_f32_le(*v));
@@ -228,6 +228,9 @@ fn npy_header(descr: &str, fortran: bool, shape: &[usize]) -> Vec<u8> {
 /// order, as fedsim writes them, without building an array; `None` for anything else, which
 /// [`proto_to_ndarray`] then reads or rejects.
 pub(crate) fn npy_into<A: NpyElement>(npy: &[u8], shape: &[usize], out: &mut Vec<A>) -> Option<()> {
+    if crate::fastpath::reference_only() {
+        return None;
+    }
     if let Some(data) = as_written::<A>(npy, shape) {
         npy_fast::native_copy_into(data, data.len() / A::SIZE, out);
         return Some(());
@@ -243,6 +246,9 @@ pub(crate) fn npy_to_ndarray_shaped<A: NpyElement>(
     npy: &[u8],
     shape: &[usize],
 ) -> Option<ArrayD<A>> {
+    if crate::fastpath::reference_only() {
+        return None;
+    }
     if let Some(data) = as_written::<A>(npy, shape) {
         let mut v = Vec::new();
         npy_fast::native_copy_into(data, data.len() / A::SIZE, &mut v);
@@ -272,8 +278,10 @@ fn as_written<'a, A: NpyElement>(npy: &'a [u8], shape: &[usize]) -> Option<&'a [
 /// Decodes an `NDArray` into an array of element type `A`. A dtype other than `A`'s, a
 /// truncated buffer or garbage gives an error, never a panic.
 pub fn proto_to_ndarray<A: NpyElement>(nd: &NDArray) -> Result<ArrayD<A>, NumprotoError> {
-    if let Some(a) = npy_fast::read::<A>(&nd.ndarray) {
-        return Ok(a);
+    if !crate::fastpath::reference_only() {
+        if let Some(a) = npy_fast::read::<A>(&nd.ndarray) {
+            return Ok(a);
+        }
     }
     check_depth(&nd.ndarray)?;
     Ok(ArrayD::<A>::read_npy(Cursor::new(&nd.ndarray[..]))?)
@@ -366,6 +374,9 @@ mod tests {
 
     #[test]
     fn headers_as_fedsim_writes_them_are_recognised_and_others_parsed() {
+        if crate::fastpath::reference_only() {
+            return; // This is the fast path's test; FEDSIM_KERNELS=portable turns it off.
+        }
         let values: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 2.0).collect();
         let shape = [3, 4];
         let mut npy = Vec::new();

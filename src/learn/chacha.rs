@@ -36,11 +36,12 @@ pub(crate) struct Keystream {
 }
 
 impl Keystream {
-    /// The words of `rng` from where it stands, or `None` when this CPU lacks AVX-512 or the
-    /// stream stands mid-u64 (a u32 was drawn last); then read `rng` itself.
+    /// The words of `rng` from where it stands, or `None` when this CPU lacks AVX-512 (or the
+    /// reference paths are asked for, see [`crate::fastpath`]) or the stream stands mid-u64
+    /// (a u32 was drawn last); then read `rng` itself.
     pub fn at(rng: &Stream) -> Option<Keystream> {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::fastpath::isa() == crate::fastpath::Isa::Avx512 {
             let start = rng.get_word_pos();
             if start % 2 == 1 {
                 return None;
@@ -253,7 +254,10 @@ mod tests {
         let mut plain = rng.clone();
         let ks = Keystream::at(&rng);
         #[cfg(target_arch = "x86_64")]
-        assert_eq!(ks.is_some(), std::arch::is_x86_feature_detected!("avx512f"));
+        assert_eq!(
+            ks.is_some(),
+            crate::fastpath::isa() == crate::fastpath::Isa::Avx512
+        );
         let Some(mut ks) = ks else {
             // No AVX-512 here: readers take the stream itself, which needs no test.
             return;

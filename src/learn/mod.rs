@@ -10,6 +10,7 @@ pub mod model;
 mod net;
 /// Standard normal draws in bulk, identical to `rand_distr`'s one at a time.
 mod normal;
+mod ziggurat;
 
 pub use data::{ClientData, DataGen, DataSpec, Dataset, Generator, Targets, MAX_SAMPLES};
 pub use model::{zeros_like, Evaluator, Metrics, ModelKind, Params, PartScore, TrainConfig};

@@ -391,6 +391,9 @@ mod tests {
     /// fit the template is left to `Params` to reject.
     #[test]
     fn models_as_fedsim_writes_them_go_straight_to_a_net_and_others_through_params() {
+        if crate::fastpath::reference_only() {
+            return; // This is the fast path's test; FEDSIM_KERNELS=portable turns it off.
+        }
         let p = trained_mlp(4);
         let md = p.to_model_data();
         let direct = Net::from_model_data(&md, &p).expect("fedsim's own layout");

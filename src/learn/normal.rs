@@ -17,12 +17,12 @@
 //! Large fills read the stream's words through a [`Keystream`] where the CPU has AVX-512: the
 //! same words, made sixteen blocks at a time.
 
-use std::sync::OnceLock;
-
 use rand::RngCore;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::chacha::Keystream;
+#[cfg(target_arch = "x86_64")]
+use crate::fastpath::Isa;
 use crate::rng::{fill_bytes_from_u64, Stream};
 
 /// Words fetched from the stream at a time.
@@ -35,6 +35,11 @@ const KEYSTREAM_MIN: usize = 256;
 /// Fills `out` with standard normal draws from `rng`: the same values, and the same stream
 /// position after, as `out.len()` calls of `rng.sample(StandardNormal)`.
 pub(crate) fn fill(rng: &mut Stream, out: &mut [f64]) {
+    if crate::fastpath::reference_only() {
+        // The reference path: rand_distr itself, one call at a time.
+        use rand::Rng;
+        return out.iter_mut().for_each(|x| *x = rng.sample(StandardNormal));
+    }
     if out.len() >= KEYSTREAM_MIN {
         if let Some(mut words) = Keystream::at(rng) {
             fill_from(&mut Source::Keystream(&mut words), out);
@@ -47,14 +52,12 @@ pub(crate) fn fill(rng: &mut Stream, out: &mut [f64]) {
 /// [`fill`] from either source of the stream's words.
 fn fill_from(src: &mut Source, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F, checked just above.
-        return unsafe { avx512::fill(src, out) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { avx2::fill(src, out) };
+    match crate::fastpath::isa() {
+        // SAFETY: `isa` reports AVX-512F only where the CPU has it.
+        Isa::Avx512 => return unsafe { avx512::fill(src, out) },
+        // SAFETY: `isa` reports AVX2 only where the CPU has it.
+        Isa::Avx2 => return unsafe { avx2::fill(src, out) },
+        Isa::Portable => {}
     }
     fill_with(src, out, fast_streak)
 }
@@ -357,31 +360,35 @@ impl RngCore for Words<'_, '_> {
     }
 }
 
-/// The layer edges `x[0..=256]` of rand_distr's normal ziggurat (its private `ZIG_NORM_X`),
-/// read out of `StandardNormal` itself on first use rather than copied, so the two cannot
-/// drift apart. A word for layer `i` whose value bits make `u = -2⁻²⁰` comes back from the fast
-/// path as exactly `-x[i]·2⁻²⁰` (a power-of-two scaling loses nothing). Layer 255's rectangle
-/// test always fails (`x[256] = 0`), so its second word, all ones, makes the slow path accept.
+/// The ziggurat's layer edges, fedsim's own copy (see [`super::ziggurat`]).
 fn layer_edges() -> &'static [f64; 257] {
-    static EDGES: OnceLock<[f64; 257]> = OnceLock::new();
-    EDGES.get_or_init(|| {
-        // 2·(1 + f/2⁵²) = 3 − 2⁻²⁰ in the ziggurat's [2, 4) float, less 3, is −2⁻²⁰.
-        const VALUE_BITS: u64 = ((1 << 51) - (1 << 31)) << 12;
-        const SCALE: f64 = (1u64 << 20) as f64;
-        let mut x = [0.0; 257];
-        for (i, edge) in x.iter_mut().enumerate().take(256) {
-            let mut script = Script([VALUE_BITS | i as u64, u64::MAX], 0);
-            let z: f64 = StandardNormal.sample(&mut script);
-            *edge = -z * SCALE;
-        }
-        x
-    })
+    &super::ziggurat::EDGES
+}
+
+/// The layer edges `x[0..=256]` as rand_distr's `StandardNormal` has them, read out of it: a
+/// word for layer `i` whose value bits make `u = -2⁻²⁰` comes back from the fast path as
+/// exactly `-x[i]·2⁻²⁰` (a power-of-two scaling loses nothing). Layer 255's rectangle test
+/// always fails (`x[256] = 0`), so its second word, all ones, makes the slow path accept.
+#[cfg(test)]
+fn rand_distr_edges() -> [f64; 257] {
+    // 2·(1 + f/2⁵²) = 3 − 2⁻²⁰ in the ziggurat's [2, 4) float, less 3, is −2⁻²⁰.
+    const VALUE_BITS: u64 = ((1 << 51) - (1 << 31)) << 12;
+    const SCALE: f64 = (1u64 << 20) as f64;
+    let mut x = [0.0; 257];
+    for (i, edge) in x.iter_mut().enumerate().take(256) {
+        let mut script = Script([VALUE_BITS | i as u64, u64::MAX], 0);
+        let z: f64 = StandardNormal.sample(&mut script);
+        *edge = -z * SCALE;
+    }
+    x
 }
 
 /// Plays a fixed list of words, then words that the fast path accepts at once (`u = 0`), so a
 /// changed `rand_distr` gives wrong edges (which the tests catch) rather than a hang.
+#[cfg(test)]
 struct Script([u64; 2], usize);
 
+#[cfg(test)]
 impl RngCore for Script {
     fn next_u64(&mut self) -> u64 {
         self.1 += 1;
@@ -446,7 +453,9 @@ mod tests {
     }
 
     #[test]
-    fn the_edges_read_out_are_the_published_ones() {
+    fn our_edges_are_rand_distrs_bit_for_bit() {
+        let ours = layer_edges().map(f64::to_bits);
+        assert_eq!(ours, rand_distr_edges().map(f64::to_bits));
         let x = layer_edges();
         // rand_distr's ZIG_NORM_R, the start of the tail, and the top layer's zero.
         assert_eq!(x[1], 3.654_152_885_361_009);

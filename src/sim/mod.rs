@@ -162,7 +162,7 @@ impl Simulation {
             sink: None,
             keep_events: true,
             record_wire: false,
-            reference_paths: std::env::var("FEDSIM_KERNELS").is_ok_and(|v| v == "portable"),
+            reference_paths: crate::fastpath::reference_only(),
             interrupt: None,
         }
     }

@@ -3,19 +3,20 @@
 use std::arch::x86_64::{
     __m256, _mm256_add_epi32, _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps,
     _mm256_castsi256_si128, _mm256_cmp_ps, _mm256_cmpgt_epi32, _mm256_cvtepi32_epi64,
-    _mm256_cvtpd_ps, _mm256_cvtps_epi32, _mm256_div_ps, _mm256_extracti128_si256,
-    _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_loadu_ps, _mm256_maskload_pd, _mm256_maskload_ps,
-    _mm256_maskstore_ps, _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_permute2f128_ps,
-    _mm256_permutevar8x32_ps, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps,
-    _mm256_set_m128, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps,
-    _mm256_slli_epi32, _mm256_storeu_ps, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
-    _CMP_LT_OQ, _CMP_NLE_UQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
+    _mm256_cvtpd_ps, _mm256_cvtps_epi32, _mm256_div_ps, _mm256_extracti128_si256, _mm256_fmadd_ps,
+    _mm256_fnmadd_ps, _mm256_loadu_ps, _mm256_maskload_pd, _mm256_maskload_ps, _mm256_maskstore_ps,
+    _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_permute2f128_ps, _mm256_permutevar8x32_ps,
+    _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_set_m128, _mm256_setr_epi32,
+    _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps, _mm256_sub_ps,
+    _mm256_unpackhi_ps, _mm256_unpacklo_ps, _CMP_LT_OQ, _CMP_NLE_UQ, _MM_FROUND_NO_EXC,
+    _MM_FROUND_TO_NEAREST_INT,
 };
 
 use super::{padded, LANES, STEP_ROWS};
 
 /// Loads one lane group.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 pub(super) fn load(c: &[f32; LANES]) -> __m256 {
     // SAFETY: `c` is exactly the 8 f32s an unaligned load reads; only called from
     // functions compiled with AVX2.
@@ -23,13 +24,15 @@ pub(super) fn load(c: &[f32; LANES]) -> __m256 {
 }
 
 /// Stores one lane group.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 pub(super) fn store(c: &mut [f32; LANES], v: __m256) {
     // SAFETY: as for `load`.
     unsafe { _mm256_storeu_ps(c.as_mut_ptr(), v) }
 }
 
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 pub(super) fn lanes(v: __m256) -> [f32; LANES] {
     let mut out = [0.0f32; LANES];
     store(&mut out, v);
@@ -37,17 +40,17 @@ pub(super) fn lanes(v: __m256) -> [f32; LANES] {
 }
 
 /// `x` in all eight lanes.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn splat(x: f32) -> __m256 {
-    // SAFETY: plain register setup; only called from AVX2 functions.
-    unsafe { _mm256_set1_ps(x) }
+    _mm256_set1_ps(x)
 }
 
 /// `acc + x·y`, rounded once (fused), like the portable loop's `f32::mul_add`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn mul_add(acc: __m256, x: __m256, y: __m256) -> __m256 {
-    // SAFETY: plain arithmetic; only called from functions compiled with AVX2 and FMA.
-    unsafe { _mm256_fmadd_ps(x, y, acc) }
+    _mm256_fmadd_ps(x, y, acc)
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -63,7 +66,8 @@ pub(super) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
 }
 
 /// [`affine`] for rows of `kc` lane groups.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn affine_groups(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
     let m = b.len();
     let w = wt.as_chunks::<LANES>().0;
@@ -90,12 +94,12 @@ fn affine_groups(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
 
 /// `G ≤ 8` outputs of one row: `x` (one row, `kc` lane groups) against `w` (`G` rows of
 /// `kc` lane groups), plus `b`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn outputs<const G: usize>(x: &[[f32; LANES]], w: &[[f32; LANES]], b: &[f32], o: &mut [f32]) {
     let kc = x.len();
     assert!(w.len() == G * kc && b.len() == G && o.len() == G);
-    // SAFETY: plain register setup; only called from AVX2 functions.
-    let mut acc = [unsafe { _mm256_setzero_ps() }; 8];
+    let mut acc = [{ _mm256_setzero_ps() }; 8];
     for (c, xv) in x.iter().enumerate() {
         let xv = load(xv);
         for (q, a) in acc.iter_mut().enumerate().take(G) {
@@ -112,14 +116,14 @@ fn outputs<const G: usize>(x: &[[f32; LANES]], w: &[[f32; LANES]], b: &[f32], o:
 /// [`super::reduce`] of eight outputs' lane sums at once, each in the same order of
 /// additions: lanes `l` and `l + 4`, then quads 0 + 2 and 1 + 3, then those two. Returns
 /// the eight sums in output order.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 pub(super) fn reduce8(a: [__m256; 8]) -> __m256 {
     // h0 holds outputs 0, 2 in its low half and 1, 3 in its high half; h1 likewise 4, 6
     // and 5, 7.
     let h0 = halves(quads(a[0], a[1]), quads(a[2], a[3]));
     let h1 = halves(quads(a[4], a[5]), quads(a[6], a[7]));
-    // SAFETY: shuffles and adds on registers; only called from AVX2 functions.
-    unsafe {
+    {
         let sums = _mm256_add_ps(
             _mm256_shuffle_ps::<0x88>(h0, h1),
             _mm256_shuffle_ps::<0xDD>(h0, h1),
@@ -130,10 +134,10 @@ pub(super) fn reduce8(a: [__m256; 8]) -> __m256 {
 }
 
 /// `[x.lo + x.hi | y.lo + y.hi]`: two outputs' quads (lane `l` plus lane `l + 4`).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn quads(x: __m256, y: __m256) -> __m256 {
-    // SAFETY: as for `reduce8`.
-    unsafe {
+    {
         _mm256_add_ps(
             _mm256_permute2f128_ps::<0x20>(x, y),
             _mm256_permute2f128_ps::<0x31>(x, y),
@@ -142,10 +146,10 @@ fn quads(x: __m256, y: __m256) -> __m256 {
 }
 
 /// Per 128-bit half: `[x.q0 + x.q2, x.q1 + x.q3, y.q0 + y.q2, y.q1 + y.q3]`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn halves(x: __m256, y: __m256) -> __m256 {
-    // SAFETY: as for `reduce8`.
-    unsafe {
+    {
         _mm256_add_ps(
             _mm256_shuffle_ps::<0x44>(x, y),
             _mm256_shuffle_ps::<0xEE>(x, y),
@@ -165,7 +169,8 @@ pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut 
 }
 
 /// [`affine_step`] for rows of `kc` lane groups.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn step_groups(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32], kc: usize) {
     let mp = padded(b.len());
     let n = g.len() / mp.max(1);
@@ -211,9 +216,10 @@ fn exp8(x: __m256) -> __m256 {
     let (lo, hi) = (_mm256_set1_ps(LO), _mm256_set1_ps(HI));
     // Lanes outside [LO, HI] (or NaN) are computed on a clamped value, then replaced.
     let c = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm256_mul_ps(c, _mm256_set1_ps(LOG2E)),
-    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        c,
+        _mm256_set1_ps(LOG2E),
+    ));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), c);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
     let mut y = _mm256_set1_ps(P[0]);
@@ -318,15 +324,14 @@ pub(super) fn softmax_rows(out: &mut [f32], m: usize) {
 }
 
 /// [`softmax_rows`], to be compiled into callers with more registers too.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 pub(super) fn softmax_rows_inline(out: &mut [f32], m: usize) {
     let mp = padded(m);
     if m == 0 || m > SOFTMAX_MAX {
         return super::portable::softmax_rows(out, m);
     }
-    // SAFETY: register arithmetic and the loads and stores of `rows8` and `put_rows8`;
-    // only inlined into functions compiled with AVX2 and FMA.
-    unsafe {
+    {
         let whole = out.len() / (8 * mp) * 8 * mp;
         let (blocks, rest) = out.split_at_mut(whole);
         let zero = _mm256_setzero_ps();
@@ -361,7 +366,8 @@ pub(super) fn softmax_rows_inline(out: &mut [f32], m: usize) {
 }
 
 /// Lane group `h` of each of the eight rows (stride `mp`) in `block`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn rows8(block: &[f32], mp: usize, h: usize) -> [__m256; 8] {
     let mut rows = [splat(0.0); 8];
     for (r, v) in rows.iter_mut().enumerate() {
@@ -372,7 +378,8 @@ fn rows8(block: &[f32], mp: usize, h: usize) -> [__m256; 8] {
 }
 
 /// The inverse of [`rows8`].
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn put_rows8(block: &mut [f32], mp: usize, h: usize, rows: [__m256; 8]) {
     for (r, v) in rows.iter().enumerate() {
         let at = r * mp + h * LANES;
@@ -412,11 +419,7 @@ pub(super) fn transpose(
             for (q, v) in transpose8(block).into_iter().enumerate().take(w) {
                 // SAFETY: row j + q < cols, and the mask writes columns i.. < rows only.
                 unsafe {
-                    _mm256_maskstore_ps(
-                        out.as_mut_ptr().add((j + q) * out_stride + i),
-                        hmask,
-                        v,
-                    )
+                    _mm256_maskstore_ps(out.as_mut_ptr().add((j + q) * out_stride + i), hmask, v)
                 };
             }
         }
@@ -424,10 +427,10 @@ pub(super) fn transpose(
 }
 
 /// An 8×8 transpose: lane `k` of register `i` becomes lane `i` of register `k`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-    // SAFETY: shuffles on registers; only called from AVX2 functions.
-    unsafe {
+    {
         // Pairs of rows interleaved: t0 holds rows 0, 1 at lanes 0, 1 | 4, 5; t1 the same at
         // lanes 2, 3 | 6, 7.
         let t0 = _mm256_unpacklo_ps(r[0], r[1]);

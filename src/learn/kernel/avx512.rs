@@ -7,8 +7,8 @@
 use std::arch::x86_64::{
     __m512, _mm256_set1_ps, _mm512_add_ps, _mm512_broadcast_f32x8, _mm512_castps256_ps512,
     _mm512_castps512_ps256, _mm512_extractf32x8_ps, _mm512_fmadd_ps, _mm512_insertf32x8,
-    _mm512_loadu_ps, _mm512_permutexvar_ps, _mm512_set1_ps, _mm512_setr_epi32,
-    _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps,
+    _mm512_loadu_ps, _mm512_permutexvar_ps, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps,
+    _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps,
 };
 
 use super::avx2::{lanes, load, store};
@@ -26,7 +26,8 @@ pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut 
 
 /// [`affine_step`] for rows of `kc ≥ 1` lane groups, outputs two at a time; an odd last
 /// output shares its registers with a scratch one that is thrown away.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 fn step_pairs(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32], kc: usize) {
     let (m, mp) = (b.len(), padded(b.len()));
     let n = g.len() / mp.max(1);
@@ -66,12 +67,11 @@ fn step_pairs(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32], kc: u
 
 /// Adds every sample's steps `a[i]` times its inputs to two outputs' weights, eight lane
 /// groups at a time held in registers (output 0 low, output 1 high).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 fn two_outputs(xs: &[[f32; LANES]], a: &[(f32, f32)], w: [&mut [[f32; LANES]]; 2], kc: usize) {
     let [w0, w1] = w;
-    // SAFETY: register arithmetic, and loads and stores of the slices in hand; only called
-    // from functions compiled with AVX-512F/DQ.
-    unsafe {
+    {
         for c0 in (0..kc).step_by(8) {
             let len = (kc - c0).min(8);
             let mut acc: [__m512; 8] = [_mm512_setzero_ps(); 8];
@@ -103,7 +103,8 @@ fn two_outputs(xs: &[[f32; LANES]], a: &[(f32, f32)], w: [&mut [[f32; LANES]]; 2
 /// another with one fused multiply-add each: the same bits.
 // Register q pairs with the weights and inputs at (z0 + q)·16: indexing says it plainest.
 #[allow(clippy::needless_range_loop)]
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 fn two_outputs_wide(x: &[f32], a: &[(f32, f32)], w: [&mut [f32]; 2], kc: usize) {
     const WIDE: usize = 2 * LANES;
     const BLOCK: usize = 4;
@@ -163,7 +164,8 @@ pub(super) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
 
 /// [`affine`] for rows of `kc ≥ 1` lane groups: pairs of rows, then an odd last row on
 /// the AVX2 kernel.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 fn row_pairs(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
     let (m, mp) = (b.len(), padded(b.len()));
     let w = wt.as_chunks::<LANES>().0;
@@ -194,8 +196,7 @@ fn row_pairs(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
     }
     if rows % 2 == 1 {
         let last = rows - 1;
-        // SAFETY: this function is only compiled into AVX-512 (so AVX2 and FMA) callers.
-        unsafe {
+        {
             super::avx2::affine(
                 &x[last * kc * LANES..rows * kc * LANES],
                 wt,
@@ -209,10 +210,10 @@ fn row_pairs(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
 /// [`avx2::reduce8`](super::avx2::reduce8) of two rows' accumulators at once: `a[q]` holds
 /// output `q`'s lane sums, row 0 in the low 256 bits and row 1 in the high. Returns the
 /// eight sums of row 0, then those of row 1.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 fn reduce8x2(a: [__m512; 8]) -> __m512 {
-    // SAFETY: shuffles and adds on registers; only called from AVX-512 functions.
-    unsafe {
+    {
         // 128-bit lanes of each a[q]: row 0 low, row 0 high, row 1 low, row 1 high.
         // quads(x, y): lanes [x r0, x r1, y r0, y r1], each lane l + lane l + 4.
         let quads = |x: __m512, y: __m512| {
@@ -241,7 +242,8 @@ fn reduce8x2(a: [__m512; 8]) -> __m512 {
 }
 
 /// `G ≤ 8` outputs of two rows, as the AVX2 kernel's `outputs` computes them for each.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 fn outputs<const G: usize>(
     x: [&[[f32; LANES]]; 2],
     w: &[[f32; LANES]],

@@ -134,16 +134,17 @@ fn reduce(acc: [f32; LANES]) -> f32 {
     (quad[0] + quad[2]) + (quad[1] + quad[3])
 }
 
+/// Whether the AVX2 kernels may run: the CPU has AVX2 and FMA, and the reference paths are
+/// not asked for (see [`crate::fastpath`]).
 #[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    crate::fastpath::isa() >= crate::fastpath::Isa::Avx2
 }
 
+/// Whether the AVX-512 kernels may run, likewise.
 #[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
-    has_avx2()
-        && std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512dq")
+    crate::fastpath::isa() == crate::fastpath::Isa::Avx512
 }
 
 /// `out_i = x_i·wtᵀ + b`: `x` is n×k, `wt` is m×k, `b` has m entries, `out` is n×m; the

@@ -110,7 +110,7 @@ fn plain_training_task(
     chain: &TransformChain,
     body: &[u8],
 ) -> Option<(pb::MetaData, Net)> {
-    if !chain.is_empty() {
+    if !chain.is_empty() || crate::fastpath::reference_only() {
         return None;
     }
     let task = view::current_task(body)?;

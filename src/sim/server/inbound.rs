@@ -119,7 +119,7 @@ impl Decoder {
     /// place and its tensors decoded straight from the frame (no strings or maps built only
     /// to be read once). `None` for anything else, which goes through prost.
     fn plain_update(&self, body: &Bytes) -> Option<Submission> {
-        if !self.chain.is_empty() {
+        if !self.chain.is_empty() || crate::fastpath::reference_only() {
             return None;
         }
         let c = view::contribution(body)?;
