@@ -59,16 +59,45 @@ pub(super) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
     // Up to 64 inputs (W1 has 60) are eight lane groups: with the count a constant, the
     // compiler unrolls the products fully.
     if kc == 8 {
-        affine_groups(x, wt, b, out, 8)
+        affine_groups::<8>(x, wt, b, out, 8)
     } else {
-        affine_groups(x, wt, b, out, kc)
+        affine_groups::<0>(x, wt, b, out, kc)
     }
+}
+
+/// `G ≤ 8` outputs of one row: `x` (one row, `kc` lane groups) against `w` (`G` rows of
+/// `kc` lane groups), plus `b`.
+/// A macro rather than a function so that it is expanded inside its caller, which is
+/// compiled with AVX2 and FMA: a `#[target_feature]` function cannot be forced inline.
+macro_rules! outputs {
+    ($g:literal, $x:expr, $w:expr, $b:expr, $o:expr) => {{
+        const G: usize = $g;
+        let (x, w, b, o) = ($x, $w, $b, $o);
+
+        let kc = x.len();
+        assert!(w.len() == G * kc && b.len() == G && o.len() == G);
+        let mut acc = [{ _mm256_setzero_ps() }; 8];
+        for (c, xv) in x.iter().enumerate() {
+            let xv = load(xv);
+            for (q, a) in acc.iter_mut().enumerate().take(G) {
+                // SAFETY: q < G and c < kc, so q·kc + c < G·kc = w.len() (asserted above).
+                *a = mul_add(*a, xv, load(unsafe { w.get_unchecked(q * kc + c) }));
+            }
+        }
+        let sums = lanes(reduce8(acc));
+        for ((o, s), b) in o.iter_mut().zip(sums).zip(b) {
+            *o = s + b;
+        }
+    }};
 }
 
 /// [`affine`] for rows of `kc` lane groups.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn affine_groups(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
+fn affine_groups<const K: usize>(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
+    // K, when not 0, is `kc` as a constant: each caller's size gets its own
+    // compiled copy, whether or not this is inlined.
+    let kc = if K == 0 { kc } else { K };
     let m = b.len();
     let w = wt.as_chunks::<LANES>().0;
     let rows = out.chunks_exact_mut(padded(m));
@@ -79,37 +108,16 @@ fn affine_groups(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
             let g = (m - j).min(8);
             let (wg, bg, og) = (&w[j * kc..(j + g) * kc], &b[j..j + g], &mut oi[j..j + g]);
             match g {
-                8 => outputs::<8>(xc, wg, bg, og),
-                7 => outputs::<7>(xc, wg, bg, og),
-                6 => outputs::<6>(xc, wg, bg, og),
-                5 => outputs::<5>(xc, wg, bg, og),
-                4 => outputs::<4>(xc, wg, bg, og),
-                3 => outputs::<3>(xc, wg, bg, og),
-                2 => outputs::<2>(xc, wg, bg, og),
-                _ => outputs::<1>(xc, wg, bg, og),
+                8 => outputs!(8, xc, wg, bg, og),
+                7 => outputs!(7, xc, wg, bg, og),
+                6 => outputs!(6, xc, wg, bg, og),
+                5 => outputs!(5, xc, wg, bg, og),
+                4 => outputs!(4, xc, wg, bg, og),
+                3 => outputs!(3, xc, wg, bg, og),
+                2 => outputs!(2, xc, wg, bg, og),
+                _ => outputs!(1, xc, wg, bg, og),
             }
         }
-    }
-}
-
-/// `G ≤ 8` outputs of one row: `x` (one row, `kc` lane groups) against `w` (`G` rows of
-/// `kc` lane groups), plus `b`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn outputs<const G: usize>(x: &[[f32; LANES]], w: &[[f32; LANES]], b: &[f32], o: &mut [f32]) {
-    let kc = x.len();
-    assert!(w.len() == G * kc && b.len() == G && o.len() == G);
-    let mut acc = [{ _mm256_setzero_ps() }; 8];
-    for (c, xv) in x.iter().enumerate() {
-        let xv = load(xv);
-        for (q, a) in acc.iter_mut().enumerate().take(G) {
-            // SAFETY: q < G and c < kc, so q·kc + c < G·kc = w.len() (asserted above).
-            *a = mul_add(*a, xv, load(unsafe { w.get_unchecked(q * kc + c) }));
-        }
-    }
-    let sums = lanes(reduce8(acc));
-    for ((o, s), b) in o.iter_mut().zip(sums).zip(b) {
-        *o = s + b;
     }
 }
 
@@ -162,16 +170,26 @@ pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut 
     let kc = wt.len() / b.len().max(1) / LANES;
     // As in `affine`: eight lane groups, a constant, unroll.
     if kc == 8 {
-        step_groups(x, g, s, wt, b, 8)
+        step_groups::<8>(x, g, s, wt, b, 8)
     } else {
-        step_groups(x, g, s, wt, b, kc)
+        step_groups::<0>(x, g, s, wt, b, kc)
     }
 }
 
 /// [`affine_step`] for rows of `kc` lane groups.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn step_groups(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32], kc: usize) {
+fn step_groups<const K: usize>(
+    x: &[f32],
+    g: &[f32],
+    s: f32,
+    wt: &mut [f32],
+    b: &mut [f32],
+    kc: usize,
+) {
+    // K, when not 0, is `kc` as a constant: each caller's size gets its own
+    // compiled copy, whether or not this is inlined.
+    let kc = if K == 0 { kc } else { K };
     let mp = padded(b.len());
     let n = g.len() / mp.max(1);
     let xs = x.as_chunks::<LANES>().0;
@@ -320,13 +338,16 @@ const SOFTMAX_MAX: usize = 2 * LANES;
 
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn softmax_rows(out: &mut [f32], m: usize) {
-    softmax_rows_inline(out, m)
+    softmax_rows_inline::<0>(out, m)
 }
 
 /// [`softmax_rows`], to be compiled into callers with more registers too.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn softmax_rows_inline(out: &mut [f32], m: usize) {
+pub(super) fn softmax_rows_inline<const K: usize>(out: &mut [f32], m: usize) {
+    // K, when not 0, is `m` as a constant: each caller's size gets its own
+    // compiled copy, whether or not this is inlined.
+    let m = if K == 0 { m } else { K };
     let mp = padded(m);
     if m == 0 || m > SOFTMAX_MAX {
         return super::portable::softmax_rows(out, m);

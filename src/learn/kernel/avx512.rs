@@ -19,8 +19,8 @@ pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut 
     let kc = wt.len() / b.len().max(1) / LANES;
     match kc {
         0 => super::avx2::affine_step(x, g, s, wt, b),
-        8 => step_pairs(x, g, s, wt, b, 8),
-        _ => step_pairs(x, g, s, wt, b, kc),
+        8 => step_pairs::<8>(x, g, s, wt, b, 8),
+        _ => step_pairs::<0>(x, g, s, wt, b, kc),
     }
 }
 
@@ -28,7 +28,17 @@ pub(super) fn affine_step(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut 
 /// output shares its registers with a scratch one that is thrown away.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-fn step_pairs(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32], kc: usize) {
+fn step_pairs<const K: usize>(
+    x: &[f32],
+    g: &[f32],
+    s: f32,
+    wt: &mut [f32],
+    b: &mut [f32],
+    kc: usize,
+) {
+    // K, when not 0, is `kc` as a constant: each caller's size gets its own compiled
+    // copy, whether or not this is inlined.
+    let kc = if K == 0 { kc } else { K };
     let (m, mp) = (b.len(), padded(b.len()));
     let n = g.len() / mp.max(1);
     let xs = x.as_chunks::<LANES>().0;
@@ -50,9 +60,9 @@ fn step_pairs(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32], kc: u
             _ => (&mut spare.0[..], &mut spare.1),
         };
         if kc.is_multiple_of(2) {
-            two_outputs_wide(x, a, [w0.as_flattened_mut(), w1.as_flattened_mut()], kc);
+            two_outputs_wide::<K>(x, a, [w0.as_flattened_mut(), w1.as_flattened_mut()], kc);
         } else {
-            two_outputs(xs, a, [w0, w1], kc);
+            two_outputs::<K>(xs, a, [w0, w1], kc);
         }
         // Summed in registers and stored once (summed in place, each add waited for the
         // previous store: ~40% of this kernel's time).
@@ -69,7 +79,15 @@ fn step_pairs(x: &[f32], g: &[f32], s: f32, wt: &mut [f32], b: &mut [f32], kc: u
 /// groups at a time held in registers (output 0 low, output 1 high).
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-fn two_outputs(xs: &[[f32; LANES]], a: &[(f32, f32)], w: [&mut [[f32; LANES]]; 2], kc: usize) {
+fn two_outputs<const K: usize>(
+    xs: &[[f32; LANES]],
+    a: &[(f32, f32)],
+    w: [&mut [[f32; LANES]]; 2],
+    kc: usize,
+) {
+    // K, when not 0, is `kc` as a constant: each caller's size gets its own compiled
+    // copy, whether or not this is inlined.
+    let kc = if K == 0 { kc } else { K };
     let [w0, w1] = w;
     {
         for c0 in (0..kc).step_by(8) {
@@ -105,7 +123,10 @@ fn two_outputs(xs: &[[f32; LANES]], a: &[(f32, f32)], w: [&mut [[f32; LANES]]; 2
 #[allow(clippy::needless_range_loop)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-fn two_outputs_wide(x: &[f32], a: &[(f32, f32)], w: [&mut [f32]; 2], kc: usize) {
+fn two_outputs_wide<const K: usize>(x: &[f32], a: &[(f32, f32)], w: [&mut [f32]; 2], kc: usize) {
+    // K, when not 0, is `kc` as a constant: each caller's size gets its own compiled
+    // copy, whether or not this is inlined.
+    let kc = if K == 0 { kc } else { K };
     const WIDE: usize = 2 * LANES;
     const BLOCK: usize = 4;
     let [w0, w1] = w;
@@ -146,8 +167,8 @@ fn two_outputs_wide(x: &[f32], a: &[(f32, f32)], w: [&mut [f32]; 2], kc: usize) 
 pub(super) fn softmax_rows(out: &mut [f32], m: usize) {
     // W1's ten classes as a constant, so the column loops unroll and stay in registers.
     match m {
-        10 => super::avx2::softmax_rows_inline(out, 10),
-        _ => super::avx2::softmax_rows_inline(out, m),
+        10 => super::avx2::softmax_rows_inline::<10>(out, 10),
+        _ => super::avx2::softmax_rows_inline::<0>(out, m),
     }
 }
 
@@ -157,16 +178,53 @@ pub(super) fn affine(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32]) {
     // As in the AVX2 kernel: W1's eight lane groups as a constant, so the loops unroll.
     match kc {
         0 => super::avx2::affine(x, wt, b, out),
-        8 => row_pairs(x, wt, b, out, 8),
-        _ => row_pairs(x, wt, b, out, kc),
+        8 => row_pairs::<8>(x, wt, b, out, 8),
+        _ => row_pairs::<0>(x, wt, b, out, kc),
     }
+}
+
+/// `G ≤ 8` outputs of two rows, as the AVX2 kernel's `outputs` computes them for each.
+/// A macro rather than a function so that it is expanded inside its caller, which is
+/// compiled with AVX-512: a `#[target_feature]` function cannot be forced inline.
+macro_rules! outputs {
+    ($g:literal, $x:expr, $w:expr, $b:expr, $o:expr) => {{
+        const G: usize = $g;
+        let (x, w, b, o) = ($x, $w, $b, $o);
+
+        let kc = x[0].len();
+        assert!(x[1].len() == kc && w.len() == G * kc && b.len() == G);
+        // SAFETY: register arithmetic and loads from the slices in hand; only called from
+        // functions compiled with AVX-512F/DQ.
+        unsafe {
+            let mut acc: [__m512; 8] = [_mm512_setzero_ps(); 8];
+            for (c, (x0, x1)) in x[0].iter().zip(x[1]).enumerate() {
+                let xv = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(load(x0)), load(x1));
+                for (q, a) in acc.iter_mut().enumerate().take(G) {
+                    // q < G and c < kc, so q·kc + c < G·kc = w.len() (asserted above).
+                    let wv = _mm512_broadcast_f32x8(load(w.get_unchecked(q * kc + c)));
+                    *a = _mm512_fmadd_ps(xv, wv, *a);
+                }
+            }
+            let sums = reduce8x2(acc);
+            let lo = lanes(_mm512_castps512_ps256(sums));
+            let hi = lanes(_mm512_extractf32x8_ps::<1>(sums));
+            for (o, sums) in o.into_iter().zip([lo, hi]) {
+                for ((o, s), b) in o.iter_mut().zip(sums).zip(b) {
+                    *o = s + b;
+                }
+            }
+        }
+    }};
 }
 
 /// [`affine`] for rows of `kc ≥ 1` lane groups: pairs of rows, then an odd last row on
 /// the AVX2 kernel.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-fn row_pairs(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
+fn row_pairs<const K: usize>(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
+    // K, when not 0, is `kc` as a constant: each caller's size gets its own compiled
+    // copy, whether or not this is inlined.
+    let kc = if K == 0 { kc } else { K };
     let (m, mp) = (b.len(), padded(b.len()));
     let w = wt.as_chunks::<LANES>().0;
     let xs = x.as_chunks::<LANES>().0;
@@ -183,14 +241,14 @@ fn row_pairs(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], kc: usize) {
             let (wg, bg) = (&w[j * kc..(j + g) * kc], &b[j..j + g]);
             let (o0, o1) = (&mut o0[j..j + g], &mut o1[j..j + g]);
             match g {
-                8 => outputs::<8>([x0, x1], wg, bg, [o0, o1]),
-                7 => outputs::<7>([x0, x1], wg, bg, [o0, o1]),
-                6 => outputs::<6>([x0, x1], wg, bg, [o0, o1]),
-                5 => outputs::<5>([x0, x1], wg, bg, [o0, o1]),
-                4 => outputs::<4>([x0, x1], wg, bg, [o0, o1]),
-                3 => outputs::<3>([x0, x1], wg, bg, [o0, o1]),
-                2 => outputs::<2>([x0, x1], wg, bg, [o0, o1]),
-                _ => outputs::<1>([x0, x1], wg, bg, [o0, o1]),
+                8 => outputs!(8, [x0, x1], wg, bg, [o0, o1]),
+                7 => outputs!(7, [x0, x1], wg, bg, [o0, o1]),
+                6 => outputs!(6, [x0, x1], wg, bg, [o0, o1]),
+                5 => outputs!(5, [x0, x1], wg, bg, [o0, o1]),
+                4 => outputs!(4, [x0, x1], wg, bg, [o0, o1]),
+                3 => outputs!(3, [x0, x1], wg, bg, [o0, o1]),
+                2 => outputs!(2, [x0, x1], wg, bg, [o0, o1]),
+                _ => outputs!(1, [x0, x1], wg, bg, [o0, o1]),
             }
         }
     }
@@ -238,39 +296,5 @@ fn reduce8x2(a: [__m512; 8]) -> __m512 {
         );
         let order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
         _mm512_permutexvar_ps(order, sums)
-    }
-}
-
-/// `G ≤ 8` outputs of two rows, as the AVX2 kernel's `outputs` computes them for each.
-#[inline]
-#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-fn outputs<const G: usize>(
-    x: [&[[f32; LANES]]; 2],
-    w: &[[f32; LANES]],
-    b: &[f32],
-    o: [&mut [f32]; 2],
-) {
-    let kc = x[0].len();
-    assert!(x[1].len() == kc && w.len() == G * kc && b.len() == G);
-    // SAFETY: register arithmetic and loads from the slices in hand; only called from
-    // functions compiled with AVX-512F/DQ.
-    unsafe {
-        let mut acc: [__m512; 8] = [_mm512_setzero_ps(); 8];
-        for (c, (x0, x1)) in x[0].iter().zip(x[1]).enumerate() {
-            let xv = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(load(x0)), load(x1));
-            for (q, a) in acc.iter_mut().enumerate().take(G) {
-                // q < G and c < kc, so q·kc + c < G·kc = w.len() (asserted above).
-                let wv = _mm512_broadcast_f32x8(load(w.get_unchecked(q * kc + c)));
-                *a = _mm512_fmadd_ps(xv, wv, *a);
-            }
-        }
-        let sums = reduce8x2(acc);
-        let lo = lanes(_mm512_castps512_ps256(sums));
-        let hi = lanes(_mm512_extractf32x8_ps::<1>(sums));
-        for (o, sums) in o.into_iter().zip([lo, hi]) {
-            for ((o, s), b) in o.iter_mut().zip(sums).zip(b) {
-                *o = s + b;
-            }
-        }
     }
 }
