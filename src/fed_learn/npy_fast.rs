@@ -22,7 +22,7 @@ mod sealed {
 
 /// Element types fedsim carries in tensors (sealed: f32, f64, i32, i64, u8).
 pub trait NpyElement:
-    sealed::Sealed + ReadableElement + WritableElement + Clone + Copy + 'static
+    sealed::Sealed + ReadableElement + WritableElement + bytemuck::Pod + 'static
 {
     /// The dtype kind and size in a descr, for example `"f4"`.
     const KIND: &'static str;
@@ -256,26 +256,17 @@ fn byte_order<A: NpyElement>(descr: &str) -> Option<bool> {
 
 /// The elements' bytes in native order, without copying.
 pub(crate) fn native_bytes<A: NpyElement>(data: &[A]) -> &[u8] {
-    // SAFETY: `A` is one of the sealed plain numeric types (no padding, any bit pattern
-    // valid), so its memory is `size_of_val(data)` initialised bytes.
-    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
+    bytemuck::cast_slice(data)
 }
 
 /// Copies `n` native-order elements out of `data` (exactly `n * A::SIZE` bytes) into `v`,
 /// replacing its contents, in one memcpy.
 pub(crate) fn native_copy_into<A: NpyElement>(data: &[u8], n: usize, v: &mut Vec<A>) {
     assert_eq!(data.len(), n * A::SIZE);
-    debug_assert_eq!(std::mem::size_of::<A>(), A::SIZE);
     v.clear();
-    v.reserve(n);
-    // SAFETY: `NpyElement` is implemented only for f32, f64, i32, i64 and u8, for which every
-    // bit pattern is a valid value; `v` is empty with room for `n` elements, `data` holds
-    // exactly `n * size_of::<A>()` bytes in native order (asserted), and the two buffers
-    // cannot overlap.
-    unsafe {
-        std::ptr::copy_nonoverlapping(data.as_ptr(), v.as_mut_ptr().cast::<u8>(), data.len());
-        v.set_len(n);
-    }
+    v.resize(n, A::zeroed());
+    // `data` may lie at any address in a frame, so it is copied as bytes into `v`.
+    bytemuck::cast_slice_mut::<A, u8>(v).copy_from_slice(data);
 }
 
 #[cfg(test)]

@@ -145,10 +145,10 @@ mod avx512 {
     };
 
     /// ChaCha's quarter round on four registers of sixteen lanes.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     fn quarter(s: &mut [__m512i; 16], a: usize, b: usize, c: usize, d: usize) {
-        // SAFETY: lane arithmetic on registers; only called from AVX-512 functions.
-        unsafe {
+        {
             s[a] = _mm512_add_epi32(s[a], s[b]);
             s[d] = _mm512_rol_epi32::<16>(_mm512_xor_si512(s[d], s[a]));
             s[c] = _mm512_add_epi32(s[c], s[d]);
@@ -192,17 +192,20 @@ mod avx512 {
         }
         // Register j of the transpose is block j's sixteen words: eight u64s, low word first.
         for (j, block) in transpose16(s).iter().enumerate() {
-            // SAFETY: block j's eight u64s are out[8j .. 8j + 8], inside the 128.
-            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(8 * j).cast(), *block) };
+            let words: &mut [u64; 8] = (&mut out[8 * j..8 * j + 8])
+                .try_into()
+                .expect("eight words");
+            // SAFETY: an unaligned store of 64 bytes into the 8 u64s of `words`.
+            unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), *block) };
         }
     }
 
     /// A 16×16 transpose of u32 lanes: lane `j` of register `i` becomes lane `i` of register
     /// `j`.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
-        // SAFETY: shuffles on registers; only called from AVX-512 functions.
-        unsafe {
+        {
             // a[2k], a[2k + 1]: rows 2k and 2k + 1 interleaved, by lanes 0-1 and 2-3 of each
             // 128-bit quarter.
             let a: [__m512i; 16] = std::array::from_fn(|i| {

@@ -209,18 +209,21 @@ mod avx2 {
     /// [`super::fill_from`] with [`fast_streak`] in AVX2 registers.
     #[target_feature(enable = "avx2")]
     pub(super) fn fill(src: &mut Source, out: &mut [f64]) {
-        super::fill_with(src, out, fast_streak)
+        // A closure, which takes on this function's target features, so it may call the
+        // AVX2 functions below.
+        super::fill_with(src, out, |edges, words, out| fast_streak(edges, words, out))
     }
 
     /// [`super::fast_streak`]: the same draws, the same bits, written straight to `out`.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
     fn fast_streak(edges: &[f64; 257], words: &[u64], out: &mut [f64]) -> usize {
         assert!(out.len() >= words.len());
         let mut k = 0;
         while k + 4 <= words.len() {
-            // SAFETY: `k + 4 <= words.len() <= out.len()` (asserted), so four draws fit.
             match fast_path4(edges, &words[k..k + 4]) {
-                Some(x) => unsafe { _mm256_storeu_pd(out.as_mut_ptr().add(k), x) },
+                // SAFETY: `k + 4 <= words.len() <= out.len()` (asserted): four draws fit.
+                Some(x) => unsafe { _mm256_storeu_pd(out.as_mut_ptr().wrapping_add(k), x) },
                 None => break,
             }
             k += 4;
@@ -235,17 +238,16 @@ mod avx2 {
     /// slow on CPUs with the Gather Data Sampling mitigation. Draws 0 and 2 share a register,
     /// 1 and 3 the other, so the in-lane unpacks leave the lanes in order (pairing 0 with 1
     /// instead took a lane-crossing permute of the words before and of the results after).
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
     fn fast_path4(edges: &[f64; 257], words: &[u64]) -> Option<__m256d> {
         assert!(words.len() >= 4);
         let pair = |k: usize| {
             let i = (words[k] & 0xff) as usize;
             // SAFETY: `i` is at most 255, so `edges[i]` and `edges[i + 1]` are in bounds.
-            unsafe { _mm_loadu_pd(edges.as_ptr().add(i)) }
+            unsafe { _mm_loadu_pd(edges.as_ptr().wrapping_add(i)) }
         };
-        // SAFETY: `words` holds at least four u64s (asserted); the intrinsics need AVX2, which
-        // the caller's target feature guarantees.
-        unsafe {
+        {
             let (p0, p1, p2, p3) = (pair(0), pair(1), pair(2), pair(3));
             // [lo0 hi0 lo2 hi2] and [lo1 hi1 lo3 hi3]: the in-lane unpacks give
             // [lo0 lo1 lo2 lo3] and [hi0 hi1 hi2 hi3].
@@ -253,7 +255,8 @@ mod avx2 {
             let b = _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(p1), p3);
             let lo = _mm256_unpacklo_pd(a, b);
             let hi = _mm256_unpackhi_pd(a, b);
-            let w = _mm256_loadu_si256(words.as_ptr().cast());
+            // SAFETY: `words` holds at least four u64s (asserted).
+            let w = unsafe { _mm256_loadu_si256(words.as_ptr().cast()) };
             let bits = _mm256_or_si256(_mm256_srli_epi64::<12>(w), _mm256_set1_epi64x(1024 << 52));
             let u = _mm256_sub_pd(_mm256_castsi256_pd(bits), _mm256_set1_pd(3.0));
             let x = _mm256_mul_pd(u, lo);
@@ -281,20 +284,23 @@ mod avx512 {
     /// [`super::fill_from`] with [`fast_streak`] eight words at a time.
     #[target_feature(enable = "avx512f")]
     pub(super) fn fill(src: &mut Source, out: &mut [f64]) {
-        super::fill_with(src, out, fast_streak)
+        // A closure, which takes on this function's target features, so it may call the
+        // AVX-512 functions below.
+        super::fill_with(src, out, |edges, words, out| fast_streak(edges, words, out))
     }
 
     /// [`super::fast_streak`]: the same draws, the same bits, written straight to `out`. A
     /// group of eight with a slow draw still gives the fast draws before it (about one group
     /// in nine has a slow draw, and starting over after it would redo up to seven).
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     fn fast_streak(edges: &[f64; 257], words: &[u64], out: &mut [f64]) -> usize {
         assert!(out.len() >= words.len());
         let mut k = 0;
         while k + 8 <= words.len() {
             let (x, fast) = fast_path8(edges, &words[k..k + 8]);
             // SAFETY: `k + 8 <= words.len() <= out.len()` (asserted), so eight draws fit.
-            unsafe { _mm512_storeu_pd(out.as_mut_ptr().add(k), x) };
+            unsafe { _mm512_storeu_pd(out.as_mut_ptr().wrapping_add(k), x) };
             if fast != 0xff {
                 return k + fast.trailing_ones() as usize;
             }
@@ -307,14 +313,16 @@ mod avx512 {
     /// lanes that succeed. As in the AVX2 version, each lane's two edges come in one 16-byte
     /// load; draws 0, 2, 4 and 6 share a register and 1, 3, 5 and 7 the other, so the in-lane
     /// unpacks leave the lanes in order.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     fn fast_path8(edges: &[f64; 257], words: &[u64]) -> (__m512d, u8) {
         assert!(words.len() >= 8);
-        // SAFETY: each `i` is at most 255, so `edges[i]` and `edges[i + 1]` are in bounds;
-        // `words` holds at least eight u64s (asserted); the intrinsics need AVX-512F, which
-        // the caller's target feature guarantees.
-        unsafe {
-            let pair = |k: usize| _mm_loadu_pd(edges.as_ptr().add((words[k] & 0xff) as usize));
+        {
+            let pair = |k: usize| {
+                let i = (words[k] & 0xff) as usize;
+                // SAFETY: `i` is at most 255, so `edges[i]` and `edges[i + 1]` are in bounds.
+                unsafe { _mm_loadu_pd(edges.as_ptr().wrapping_add(i)) }
+            };
             let half = |a: usize, b: usize| {
                 _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(pair(a)), pair(b))
             };
@@ -322,7 +330,8 @@ mod avx512 {
             let odd = _mm512_insertf64x4::<1>(_mm512_castpd256_pd512(half(1, 3)), half(5, 7));
             let lo = _mm512_unpacklo_pd(even, odd);
             let hi = _mm512_unpackhi_pd(even, odd);
-            let w = _mm512_loadu_si512(words.as_ptr().cast());
+            // SAFETY: `words` holds at least eight u64s (asserted).
+            let w = unsafe { _mm512_loadu_si512(words.as_ptr().cast()) };
             let bits = _mm512_or_si512(_mm512_srli_epi64::<12>(w), _mm512_set1_epi64(1024 << 52));
             let u = _mm512_sub_pd(_mm512_castsi512_pd(bits), _mm512_set1_pd(3.0));
             let x = _mm512_mul_pd(u, lo);

@@ -289,12 +289,10 @@ pub(super) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
         for q in 0..kp / LANES {
             // Lanes still inside the row: all eight but in its last group.
             let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((k - q * LANES) as i32), lane);
-            // SAFETY: the mask reads only lanes q·8 + l < k, inside `src`; group q of a
-            // row of kp = (kp / 8)·8 floats is inside `row`.
-            unsafe {
-                let v = _mm256_maskload_ps(src.as_ptr().add(q * LANES), mask);
-                _mm256_storeu_ps(at.add(q * LANES), v);
-            }
+            // SAFETY: the mask reads only lanes q·8 + l < k, inside `src`.
+            let v = unsafe { _mm256_maskload_ps(src.as_ptr().wrapping_add(q * LANES), mask) };
+            // SAFETY: group q of a row of kp = (kp / 8)·8 floats is inside `row`.
+            unsafe { _mm256_storeu_ps(at.wrapping_add(q * LANES), v) };
         }
     }
     // SAFETY: every float of the first rows·kp spare slots was written above.
@@ -316,17 +314,21 @@ pub(super) fn scaled_rows(z: &[f64], mean: &[f32], std: &[f32], out: &mut Vec<f3
             let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((k - q * LANES) as i32), lane);
             let lo_mask = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(mask));
             let hi_mask = _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(mask));
-            // SAFETY: the masks read only lanes q·8 + l < k, inside `src`, `mean` and
-            // `std`; group q of a row of kp = (kp / 8)·8 floats is inside `row`.
-            unsafe {
-                let p = src.as_ptr().add(q * LANES);
-                let lo = _mm256_cvtpd_ps(_mm256_maskload_pd(p, lo_mask));
-                let hi = _mm256_cvtpd_ps(_mm256_maskload_pd(p.add(4), hi_mask));
-                let z = _mm256_set_m128(hi, lo);
-                let m = _mm256_maskload_ps(mean.as_ptr().add(q * LANES), mask);
-                let s = _mm256_maskload_ps(std.as_ptr().add(q * LANES), mask);
-                _mm256_storeu_ps(at.add(q * LANES), _mm256_add_ps(m, _mm256_mul_ps(s, z)));
-            }
+            // The masks read only lanes q·8 + l < k, inside `src`, `mean` and `std`; group q
+            // of a row of kp = (kp / 8)·8 floats is inside `row`.
+            let p = src.as_ptr().wrapping_add(q * LANES);
+            // SAFETY: lanes q·8 .. q·8 + 4 under `lo_mask`, as above.
+            let lo = _mm256_cvtpd_ps(unsafe { _mm256_maskload_pd(p, lo_mask) });
+            // SAFETY: lanes q·8 + 4 .. q·8 + 8 under `hi_mask`, as above.
+            let hi = _mm256_cvtpd_ps(unsafe { _mm256_maskload_pd(p.wrapping_add(4), hi_mask) });
+            let z = _mm256_set_m128(hi, lo);
+            // SAFETY: lanes under `mask` of `mean`, as above.
+            let m = unsafe { _mm256_maskload_ps(mean.as_ptr().wrapping_add(q * LANES), mask) };
+            // SAFETY: lanes under `mask` of `std`, as above.
+            let s = unsafe { _mm256_maskload_ps(std.as_ptr().wrapping_add(q * LANES), mask) };
+            let v = _mm256_add_ps(m, _mm256_mul_ps(s, z));
+            // SAFETY: group q of the row, as above.
+            unsafe { _mm256_storeu_ps(at.wrapping_add(q * LANES), v) };
         }
     }
     // SAFETY: every float of the first rows·kp spare slots was written above.
@@ -433,15 +435,15 @@ pub(super) fn transpose(
             let block: [__m256; LANES] = std::array::from_fn(|q| match q < h {
                 // SAFETY: row i + q < rows, and the mask reads columns j.. < cols only.
                 true => unsafe {
-                    _mm256_maskload_ps(src.as_ptr().add((i + q) * src_stride + j), wmask)
+                    _mm256_maskload_ps(src.as_ptr().wrapping_add((i + q) * src_stride + j), wmask)
                 },
                 false => _mm256_setzero_ps(),
             });
             for (q, v) in transpose8(block).into_iter().enumerate().take(w) {
                 // SAFETY: row j + q < cols, and the mask writes columns i.. < rows only.
-                unsafe {
-                    _mm256_maskstore_ps(out.as_mut_ptr().add((j + q) * out_stride + i), hmask, v)
-                };
+                let at = out.as_mut_ptr().wrapping_add((j + q) * out_stride + i);
+                // SAFETY: as just said.
+                unsafe { _mm256_maskstore_ps(at, hmask, v) };
             }
         }
     }

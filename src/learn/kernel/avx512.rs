@@ -131,30 +131,32 @@ fn two_outputs_wide<const K: usize>(x: &[f32], a: &[(f32, f32)], w: [&mut [f32];
     const BLOCK: usize = 4;
     let [w0, w1] = w;
     let stride = kc * LANES;
-    // SAFETY: register arithmetic, and loads and stores of the slices in hand (register q
-    // of a block covers inputs (z0 + q)·16 .. + 16 < stride, inside every row and both
-    // weight rows); only called from functions compiled with AVX-512F/DQ.
-    unsafe {
-        for z0 in (0..kc / 2).step_by(BLOCK) {
-            let len = (kc / 2 - z0).min(BLOCK);
-            let at = |q: usize| (z0 + q) * WIDE;
-            let mut acc = [[_mm512_setzero_ps(); BLOCK]; 2];
+    // Register q of a block covers inputs (z0 + q)·16 .. + 16 < stride: inside every row
+    // of `x` and both weight rows, which every load and store below relies on.
+    for z0 in (0..kc / 2).step_by(BLOCK) {
+        let len = (kc / 2 - z0).min(BLOCK);
+        let at = |q: usize| (z0 + q) * WIDE;
+        let mut acc = [[_mm512_setzero_ps(); BLOCK]; 2];
+        for q in 0..len {
+            // SAFETY: 16 floats of weight row 0, as above.
+            acc[0][q] = unsafe { _mm512_loadu_ps(w0.as_ptr().wrapping_add(at(q))) };
+            // SAFETY: 16 floats of weight row 1, as above.
+            acc[1][q] = unsafe { _mm512_loadu_ps(w1.as_ptr().wrapping_add(at(q))) };
+        }
+        for (xi, &(a0, a1)) in x.chunks_exact(stride).zip(a) {
+            let (a0, a1) = (_mm512_set1_ps(a0), _mm512_set1_ps(a1));
             for q in 0..len {
-                acc[0][q] = _mm512_loadu_ps(w0.as_ptr().add(at(q)));
-                acc[1][q] = _mm512_loadu_ps(w1.as_ptr().add(at(q)));
+                // SAFETY: 16 floats of row `xi`, as above.
+                let xv = unsafe { _mm512_loadu_ps(xi.as_ptr().wrapping_add(at(q))) };
+                acc[0][q] = _mm512_fmadd_ps(a0, xv, acc[0][q]);
+                acc[1][q] = _mm512_fmadd_ps(a1, xv, acc[1][q]);
             }
-            for (xi, &(a0, a1)) in x.chunks_exact(stride).zip(a) {
-                let (a0, a1) = (_mm512_set1_ps(a0), _mm512_set1_ps(a1));
-                for q in 0..len {
-                    let xv = _mm512_loadu_ps(xi.as_ptr().add(at(q)));
-                    acc[0][q] = _mm512_fmadd_ps(a0, xv, acc[0][q]);
-                    acc[1][q] = _mm512_fmadd_ps(a1, xv, acc[1][q]);
-                }
-            }
-            for q in 0..len {
-                _mm512_storeu_ps(w0.as_mut_ptr().add(at(q)), acc[0][q]);
-                _mm512_storeu_ps(w1.as_mut_ptr().add(at(q)), acc[1][q]);
-            }
+        }
+        for q in 0..len {
+            // SAFETY: 16 floats of weight row 0, as above.
+            unsafe { _mm512_storeu_ps(w0.as_mut_ptr().wrapping_add(at(q)), acc[0][q]) };
+            // SAFETY: 16 floats of weight row 1, as above.
+            unsafe { _mm512_storeu_ps(w1.as_mut_ptr().wrapping_add(at(q)), acc[1][q]) };
         }
     }
 }
