@@ -52,8 +52,8 @@ pub trait Aggregator: Send {
 
     /// The next global model from the current one and the round's updates, which come sorted
     /// by client id and are never empty. The result must have the global model's tensors
-    /// (names, order and shapes) and finite values: the server checks, and fails the run
-    /// naming the aggregator otherwise.
+    /// (names, order and shapes): the server checks, and fails the run naming the aggregator
+    /// otherwise. (Non-finite values are allowed: a diverging run is a result, not a bug.)
     fn aggregate(&mut self, global: &Params, updates: &[Update<'_>]) -> Params;
 }
 
