@@ -83,12 +83,13 @@ struct RunArgs {
     /// Override the scenario's seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Override the number of rounds.
+    /// Run this many rounds, from the scenario's start_round on, instead of the scenario's
+    /// (the run then ends at start_round + N; events after that never happen).
     #[arg(long)]
     rounds: Option<u32>,
-    /// Threads for training, data generation and evaluation; all cores if not given. Results
-    /// are identical for any number.
-    #[arg(long)]
+    /// Threads for training, data generation and evaluation (1 to 1024); all cores if not
+    /// given. Results are identical for any number.
+    #[arg(long, value_parser = parse_threads)]
     threads: Option<usize>,
     /// Print only the final one-line summary.
     #[arg(long)]
@@ -133,7 +134,22 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         other => return Err(format!("unknown unit `{other}`; use B, MB, GB, MiB or GiB")),
     };
-    Ok((num * scale) as u64)
+    let bytes = num * scale;
+    // A pebibyte is past any machine this runs on; past it the number is surely a mistake.
+    if !(bytes >= 1.0 && bytes <= (1u64 << 50) as f64) {
+        return Err(format!("`{s}`: expected from 1 byte to 1 PiB"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A thread count from 1 to 1024.
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}`: expected a number of threads from 1 to 1024"
+        )),
+    }
 }
 
 /// The quickstart scenario, built into the binary.
@@ -195,13 +211,14 @@ fn run(args: RunArgs) -> ExitCode {
         cfg.seed = seed;
     }
     if let Some(n) = args.rounds {
+        let max = fedsim::scenario::MAX_ROUNDS;
         match cfg.server.start_round.checked_add(n) {
-            Some(end) if n > 0 => cfg.server.num_rounds = end,
+            Some(end) if n > 0 && end <= max => cfg.server.num_rounds = end,
             _ => {
+                let start = cfg.server.start_round;
                 eprintln!(
-                    "error: --rounds {n}: expected 1 to {} rounds after start_round {}",
-                    u32::MAX - cfg.server.start_round,
-                    cfg.server.start_round
+                    "error: --rounds {n}: expected 1 to {} rounds after start_round {start} (runs end by round {max})",
+                    max.saturating_sub(start),
                 );
                 return ExitCode::from(exit::USAGE);
             }
@@ -404,8 +421,14 @@ fn check_golden(
         eprintln!("recorded the golden trace {}", golden.display());
         return Ok(true);
     }
-    let expected = std::fs::read_to_string(golden)
-        .map_err(|e| format!("{}: {e} (record it with --update)", golden.display()))?;
+    if !golden.exists() {
+        return Err(format!(
+            "{}: no such file (record it with --update)",
+            golden.display()
+        )
+        .into());
+    }
+    let expected = report::input::read_text(golden, report::input::MAX_LOG_BYTES)?;
     match report::golden::compare(&expected, &actual, &args.ignore_detail) {
         Ok(()) => {
             if args.verbose {

@@ -105,7 +105,7 @@ fn markers<'a>(events: impl Iterator<Item = &'a EventRecord>) -> Vec<(u64, Marke
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = super::input::read_text(path, super::input::MAX_TABLE_BYTES)?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -129,7 +129,7 @@ fn same_run(dir: &Path, summary: &Value, rounds: usize, events: u64) -> Result<(
 }
 
 fn read_markers(path: &Path) -> Result<(Vec<(u64, MarkerKind)>, u64), String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let f = super::input::open(path, super::input::MAX_LOG_BYTES)?;
     let mut out = Vec::new();
     let mut lines = 0;
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -180,7 +180,7 @@ fn num(v: f64) -> String {
 }
 
 fn read_rounds(path: &Path) -> Result<Vec<RoundStats>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = super::input::read_text(path, super::input::MAX_TABLE_BYTES)?;
     let mut lines = text.lines();
     if lines.next() != Some(ROUNDS_HEADER) {
         return Err(format!(

@@ -5,12 +5,14 @@
 //! - [`data`]: a run as the charts see it, from a result or from a run directory.
 //! - [`chart`]: convergence charts, the cross-site heatmap, comparisons.
 //! - [`golden`]: event logs checked against recorded golden traces.
+//! - [`input`]: reading files back, regular and of bounded size only.
 //! - [`progress`]: the live progress bar.
 
 pub mod atomic;
 pub mod chart;
 pub mod data;
 pub mod golden;
+pub mod input;
 pub mod progress;
 
 use std::collections::BTreeMap;

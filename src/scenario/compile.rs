@@ -23,17 +23,28 @@ pub(crate) struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// Records a problem at key path `at`. Past [`MAX_REPORTED`] problems the rest are
+    /// only counted as one: finding each one's position reads the file again, and a file
+    /// of thousands of bad events would take minutes to report.
     pub(crate) fn err(&mut self, at: &str, message: impl Into<String>, hint: Option<String>) {
+        let (message, hint) = match self.errors.len() {
+            n if n < MAX_REPORTED => (format!("{at}: {}", message.into()), hint),
+            MAX_REPORTED => (format!("{at}: and more problems, not listed"), None),
+            _ => return,
+        };
         let (line, column) = locate(self.text, &path(at));
         self.errors.push(ScenarioError {
             file: self.file.to_path_buf(),
             line,
             column,
-            message: format!("{at}: {}", message.into()),
+            message,
             hint,
         });
     }
 }
+
+/// The most problems a scenario's errors list one by one.
+pub const MAX_REPORTED: usize = 20;
 
 /// The most clients a scenario may have, joins included.
 pub const MAX_CLIENTS: u64 = 10_000_000;
@@ -245,11 +256,11 @@ fn data(f: &ScenarioFile, ck: &mut Checker) -> DataSpec {
     }
     let label_skew = match f.partition {
         PartitionSpec::Iid => None,
-        PartitionSpec::Dirichlet(a) if a > 0.0 => Some(a),
+        PartitionSpec::Dirichlet(a) if a > 0.0 && a <= 1e6 => Some(a),
         PartitionSpec::Dirichlet(a) => {
             ck.err(
                 "partition.dirichlet",
-                format!("expected a concentration > 0, found {a}"),
+                format!("expected a concentration above 0, at most 1e6, found {a}"),
                 None,
             );
             None
@@ -289,6 +300,11 @@ fn check_data(f: &ScenarioFile, ck: &mut Checker) {
     }
     let at = "task.data.samples_per_client";
     match d.samples_per_client.dist {
+        Dist::Fixed(n) if n.fract() != 0.0 => ck.err(
+            at,
+            format!("expected a whole number of samples, found {n}"),
+            None,
+        ),
         Dist::Fixed(n) => ck.within(
             at,
             n,

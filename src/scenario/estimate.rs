@@ -95,11 +95,15 @@ pub fn estimate(cfg: &SimConfig) -> Estimate {
     // Each update in flight is a task frame, the trained model, a contribution frame and the
     // server's decoded copy; a client keeping its best model for cross-site holds one more.
     let mut models = params * 4 * per_round * 4;
-    if cfg.server.cross_site_validation {
-        models += params * 4 * clients * 2;
-    }
     let rounds = u64::from(cfg.server.num_rounds.saturating_sub(cfg.server.start_round));
-    let events = (rounds * per_round * 6 + clients * 2) * PER_EVENT;
+    let mut events = (rounds * per_round * 6 + clients * 2) * PER_EVENT;
+    if cfg.server.cross_site_validation {
+        // Every client validates every client's best model and the server's: each of those
+        // (client, model) pairs is a model on the wire, with its frame, and a few events.
+        let pairs = clients.saturating_mul(clients + 1);
+        models = models.saturating_add(pairs.saturating_mul(params * 4 + 512));
+        events = events.saturating_add(pairs.saturating_mul(2 * PER_EVENT));
+    }
     let mut parts = vec![
         Part {
             what: "the program",

@@ -4,7 +4,7 @@
 use super::compile::{client_id, Checker};
 use super::error::did_you_mean;
 use super::schema::{Bound, ClientRef, ExpectSpec, ScenarioFile};
-use crate::sim::{Actor, EventName, EventRecord, RunResult};
+use crate::sim::{Actor, EventName, EventRecord, Reason, RunResult};
 
 /// The verdict on one assertion.
 #[derive(Debug, Clone)]
@@ -272,6 +272,88 @@ pub(crate) fn validate(f: &ScenarioFile, ck: &mut Checker) {
         if (x.aggregated.is_some() || x.timed_out.is_some()) && x.round.is_none() {
             ck.err(&at, "`aggregated` and `timed_out` need `round:`", None);
         }
+        if x.count.is_some() && x.event.is_none() {
+            ck.err(
+                &format!("{at}.count"),
+                "`count` counts events: it needs `event:`",
+                None,
+            );
+        }
+        let rounds = f.server.rounds.saturating_sub(f.server.start_round);
+        let limits = [
+            ("count", x.count, 0.0, 1e15),
+            ("aggregated", x.aggregated, 0.0, f64::from(total)),
+            (
+                "rounds_completed",
+                x.rounds_completed,
+                0.0,
+                f64::from(rounds),
+            ),
+        ];
+        for (key, b, lo, hi) in limits {
+            if let Some(b) = b {
+                check_bound(ck, &format!("{at}.{key}"), b, lo, hi, true);
+            }
+        }
+        if let Some(fin) = &x.final_ {
+            if fin.test_accuracy.is_none() && fin.test_loss.is_none() {
+                ck.err(
+                    &format!("{at}.final"),
+                    "expected `test_accuracy` or `test_loss`",
+                    None,
+                );
+            }
+            if let Some(b) = fin.test_accuracy {
+                // Accuracy, or R² for regression: at most 1, and R² may be negative.
+                check_bound(
+                    ck,
+                    &format!("{at}.final.test_accuracy"),
+                    b,
+                    f64::MIN,
+                    1.0,
+                    false,
+                );
+            }
+            if let Some(b) = fin.test_loss {
+                check_bound(
+                    ck,
+                    &format!("{at}.final.test_loss"),
+                    b,
+                    0.0,
+                    f64::MAX,
+                    false,
+                );
+            }
+        }
+    }
+}
+
+/// A bound that some value in `[lo, hi]` (an integer, for counts) can meet, with at least one
+/// end given: any other can never pass, or always does, which is a mistake either way.
+fn check_bound(ck: &mut Checker, at: &str, b: Bound, lo: f64, hi: f64, integer: bool) {
+    let (min, max) = match b {
+        Bound::Exact(v) => (Some(v), Some(v)),
+        Bound::Range { min, max } => (min, max),
+    };
+    if min.is_none() && max.is_none() {
+        return ck.err(at, "expected `min`, `max` or both", None);
+    }
+    let kind = if integer {
+        "a whole number"
+    } else {
+        "a number"
+    };
+    for v in [min, max].into_iter().flatten() {
+        if v < lo || v > hi || (integer && v.fract() != 0.0) {
+            let range = if hi == f64::MAX {
+                format!("at least {lo}")
+            } else if lo == f64::MIN {
+                format!("at most {hi}")
+            } else {
+                format!("from {lo} to {hi}")
+            };
+            return ck.err(at, format!("expected {kind} {range}, found {v}"), None);
+        }
     }
 }
 
@@ -309,6 +391,19 @@ fn check_matcher(x: &ExpectSpec, at: &str, ck: &mut Checker, total: u32, rounds:
                 )
             }
             _ => {}
+        }
+    }
+    let rejected = crate::sim::SimEvent::ContributionRejected.as_str();
+    if let (Some(reason), Some(event)) = (&x.reason, &x.event) {
+        let reasons = Reason::ALL.iter().map(|r| r.as_str());
+        if event == rejected && !reasons.clone().any(|r| r == reason) {
+            let all = reasons.clone().collect::<Vec<_>>().join(", ");
+            let hint = did_you_mean(reason, reasons);
+            ck.err(
+                &format!("{at}.reason"),
+                format!("unknown reason `{reason}`: a contribution is rejected as one of {all}"),
+                hint,
+            );
         }
     }
     if let Some(r) = x.round {

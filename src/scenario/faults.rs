@@ -411,6 +411,14 @@ fn targets(
         ids
     };
     match t {
+        TargetSpec::Ids(ids) if ids.is_empty() => {
+            ck.err(
+                at,
+                "the list names no clients: the event would do nothing",
+                None,
+            );
+            Clients::default()
+        }
         TargetSpec::Ids(ids) => check(ck, ids.iter().copied().collect()),
         // The bounds are checked before the ids are listed: `[0, 4294967295]` lists none.
         TargetSpec::Pick(PickSpec::Range([a, b])) if a <= b && *b < total => (*a..*b + 1).into(),

@@ -8,15 +8,62 @@ pub const MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// The deepest nesting of mappings and lists, block or flow.
 pub const MAX_DEPTH: usize = 64;
 
+/// The most values (list items, mapping entries, flow collections) a scenario file may
+/// hold: the YAML parser keeps every one as an event of its own, about a hundred bytes each.
+pub const MAX_VALUES: usize = 2_000_000;
+
+/// The most aliases (`*name`) a scenario file may use: each one is expanded in full, so a
+/// few thousand aliases of a large anchor make gigabytes out of a small file.
+pub const MAX_ALIASES: usize = 1_000;
+
+/// A limit the text goes past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Excess {
+    /// Nested deeper than [`MAX_DEPTH`].
+    Depth,
+    /// More than [`MAX_VALUES`] values.
+    Values,
+    /// More than [`MAX_ALIASES`] aliases.
+    Aliases,
+}
+
+impl Excess {
+    /// What the error says.
+    pub(crate) fn message(self) -> String {
+        match self {
+            Excess::Depth => {
+                format!("nested more than {MAX_DEPTH} levels deep; scenarios are limited to that")
+            }
+            Excess::Values => {
+                format!("more than {MAX_VALUES} values; scenarios are limited to that")
+            }
+            Excess::Aliases => {
+                format!("more than {MAX_ALIASES} aliases (`*name`); scenarios are limited to that")
+            }
+        }
+    }
+}
+
 /// Where the text first nests deeper than [`MAX_DEPTH`]: its 1-based line and column.
+#[cfg(test)]
 pub(crate) fn too_deep(text: &str) -> Option<(usize, usize)> {
+    excess(text)
+        .filter(|e| e.2 == Excess::Depth)
+        .map(|(l, c, _)| (l, c))
+}
+
+/// Where the text first goes past one of the limits above, and which: checked on the bytes,
+/// before the parser spends time and memory on them.
+pub(crate) fn excess(text: &str) -> Option<(usize, usize, Excess)> {
     let mut indents: Vec<usize> = Vec::new();
     let mut flow = 0usize;
+    let (mut values, mut aliases) = (0usize, 0usize);
     for (n, line) in text.lines().enumerate() {
         let body = line.trim_start_matches(' ');
         if body.is_empty() || body.starts_with('#') {
             continue;
         }
+        values += 1;
         if flow == 0 {
             let indent = line.len() - body.len();
             while indents.last().is_some_and(|&i| i > indent) {
@@ -28,25 +75,49 @@ pub(crate) fn too_deep(text: &str) -> Option<(usize, usize)> {
             // A list item (`- `) opens a level of its own.
             let items = body.split("- ").take_while(|s| s.is_empty()).count();
             if indents.len() + items > MAX_DEPTH {
-                return Some((n + 1, line.len() - body.len() + 1));
+                return Some((n + 1, line.len() - body.len() + 1, Excess::Depth));
             }
         }
         let mut quote: Option<char> = None;
-        for (col, ch) in body.char_indices() {
+        // Whether the previous character ends a token (so a quote here starts a quoted scalar
+        // rather than sitting inside a plain one, `a'b`), and whether it is a space (so `#`
+        // here starts a comment).
+        let (mut boundary, mut spaced) = (true, true);
+        let mut chars = body.char_indices().peekable();
+        while let Some((col, ch)) = chars.next() {
             match (quote, ch) {
+                // `\"` inside double quotes, `''` inside single ones: an escaped quote.
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some('\''), '\'') if chars.peek().is_some_and(|&(_, c)| c == '\'') => {
+                    chars.next();
+                }
                 (Some(q), c) if c == q => quote = None,
                 (Some(_), _) => {}
-                (None, '"' | '\'') => quote = Some(ch),
-                (None, '#') => break,
+                (None, '"' | '\'') if boundary => quote = Some(ch),
+                (None, '#') if spaced => break,
                 (None, '[' | '{') => {
                     flow += 1;
+                    values += 1;
                     if indents.len() + flow > MAX_DEPTH {
-                        return Some((n + 1, line.len() - body.len() + col + 1));
+                        return Some((n + 1, line.len() - body.len() + col + 1, Excess::Depth));
                     }
                 }
                 (None, ']' | '}') => flow = flow.saturating_sub(1),
+                (None, ',') => values += 1,
+                (None, '*') if boundary => aliases += 1,
                 _ => {}
             }
+            let at = (n + 1, line.len() - body.len() + col + 1);
+            if values > MAX_VALUES {
+                return Some((at.0, at.1, Excess::Values));
+            }
+            if aliases > MAX_ALIASES {
+                return Some((at.0, at.1, Excess::Aliases));
+            }
+            spaced = ch.is_whitespace();
+            boundary = spaced || matches!(ch, '[' | '{' | ',' | ':' | '-' | '?');
         }
     }
     None
@@ -107,6 +178,16 @@ mod tests {
             .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
             .collect();
         assert_eq!(too_deep(&block).map(|(l, _)| l), Some(MAX_DEPTH + 1));
+        // A quote or `#` inside a plain scalar starts nothing: the brackets after it count.
+        for mark in ["'", "\"", "#"] {
+            let hidden = format!("name: [a{mark}b, {}{}]", "[".repeat(100), "]".repeat(100));
+            assert!(too_deep(&hidden).is_some(), "{mark}");
+        }
+        assert_eq!(too_deep("a: ['it''s [', \"say \\\" [\"]"), None);
+        let many = format!("a: [{}]", "1,".repeat(MAX_VALUES));
+        assert_eq!(excess(&many).map(|e| e.2), Some(Excess::Values));
+        let bomb = format!("a: [&x [1, 2], {}]", "*x, ".repeat(MAX_ALIASES + 1));
+        assert_eq!(excess(&bomb).map(|e| e.2), Some(Excess::Aliases));
         // Brackets in strings and comments do not count.
         assert_eq!(
             too_deep(&format!("a: \"{}\" # {}", "[".repeat(99), "{".repeat(99))),

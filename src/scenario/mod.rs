@@ -25,6 +25,7 @@ mod trace;
 
 use std::path::{Path, PathBuf};
 
+pub use compile::{MAX_CLIENTS, MAX_ROUNDS};
 pub use error::{ScenarioError, ScenarioErrors};
 pub use schema::{Bound, ClientRef, ExpectSpec, FinalSpec, ScenarioFile};
 
@@ -114,16 +115,8 @@ impl Scenario {
         }
         // A byte-order mark, as some editors write one, is not part of the YAML.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        if let Some((line, column)) = limits::too_deep(text) {
-            return Err(one(
-                line,
-                column,
-                format!(
-                    "nested more than {} levels deep; scenarios are limited to that",
-                    limits::MAX_DEPTH
-                ),
-                None,
-            ));
+        if let Some((line, column, excess)) = limits::excess(text) {
+            return Err(one(line, column, excess.message(), None));
         }
         if text
             .lines()

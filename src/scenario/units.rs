@@ -326,10 +326,15 @@ impl<'de, U: Unit> Visitor<'de> for DistVisitor<U> {
                 high: high.value,
             },
             DistForm::Uniform { .. } => return Err(de::Error::custom("uniform needs low <= high")),
-            DistForm::Normal { mean, std } => Dist::Normal {
-                mean: mean.value,
-                std: std.value,
-            },
+            DistForm::Normal { mean, std } if std.value >= 0.0 && std.value.is_finite() => {
+                Dist::Normal {
+                    mean: mean.value,
+                    std: std.value,
+                }
+            }
+            DistForm::Normal { .. } => {
+                return Err(de::Error::custom("normal needs a finite std >= 0"))
+            }
             DistForm::Lognormal { median, sigma }
                 if median.value > 0.0 && (0.0..=MAX_SIGMA).contains(&sigma) =>
             {

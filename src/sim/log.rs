@@ -39,6 +39,14 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 4] = [
+        Reason::Late,
+        Reason::Duplicate,
+        Reason::UnknownToken,
+        Reason::Corrupt,
+    ];
+
     /// The reason as the log writes it.
     pub fn as_str(self) -> &'static str {
         match self {

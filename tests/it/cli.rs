@@ -457,3 +457,74 @@ fn a_run_too_large_for_memory_is_refused_at_the_key_that_makes_it_large() {
         .unwrap()
         .contains("estimated memory"));
 }
+
+#[test]
+fn out_of_range_command_line_values_are_usage_errors() {
+    for args in [
+        &["run", "scenarios/quickstart.yaml", "--threads", "0"][..],
+        &[
+            "run",
+            "scenarios/quickstart.yaml",
+            "--threads",
+            "18446744073709551615",
+        ],
+        &[
+            "run",
+            "scenarios/quickstart.yaml",
+            "--memory-limit",
+            "16777216TiB",
+        ],
+        &["run", "scenarios/quickstart.yaml", "--rounds", "4294967295"],
+        &["run", "scenarios/quickstart.yaml", "--rounds", "1000000001"],
+    ] {
+        let o = fedsim(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("error"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn files_read_back_must_be_regular_files() {
+    let out = temp_dir("special-files");
+    let run = out.join("run");
+    let o = fedsim(&[
+        "run",
+        "scenarios/quits.yaml",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A golden trace that is a device, or a FIFO (opening it would wait for a writer).
+    let fifo = out.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for golden in [Path::new("/dev/zero"), fifo.as_path()] {
+        let o = fedsim(&[
+            "run",
+            "scenarios/quits.yaml",
+            "--quiet",
+            "--out",
+            out.join("again").to_str().unwrap(),
+            "--golden",
+            golden.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(4), "{}", golden.display());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{}: not a regular file", golden.display())),
+            "{err}"
+        );
+    }
+    // A results directory whose rounds.csv is a device.
+    std::fs::remove_file(run.join("rounds.csv")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", run.join("rounds.csv")).unwrap();
+    let o = fedsim(&["plot", run.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("rounds.csv: not a regular file"), "{err}");
+}

@@ -41,6 +41,15 @@ const CASES: &[(&str, &str, usize, usize, &[&str])] = &[
     ("misspelt aggregator setting", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 2\n  aggregator: { fedavgm: { momentm: 0.5 } }\nclients: { count: 2 }\n", 5, 28, &["unknown field `momentm`", "did you mean `momentum`?"]),
     ("momentum out of range", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 2\n  aggregator: { fedavgm: { momentum: 1.5 } }\nclients: { count: 2 }\n", 5, 28, &["momentum in [0, 1)", "1.5"]),
     ("two aggregators", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver:\n  rounds: 2\n  aggregator: { fedavg: {}, fedavgm: {} }\nclients: { count: 2 }\n", 5, 15, &["one strategy"]),
+    ("a negative count", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\nexpect:\n  - { event: _startRound, count: -1 }\n",6, 27, &["expect[0].count", "expected a whole number from 0"]),
+    ("a count of a round assertion", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\nexpect:\n  - { round: 1, aggregated: 1, count: 1 }\n",6, 32, &["`count` counts events"]),
+    ("more rounds completed than run", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\nexpect:\n  - { rounds_completed: 99 }\n",6, 7, &["from 0 to 3", "99"]),
+    ("an accuracy above 1", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\nexpect:\n  - { final: { test_accuracy: { min: 1.5 } } }\n",6, 16, &["at most 1", "1.5"]),
+    ("an empty final", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\nexpect:\n  - { final: { } }\n",6, 7, &["expected `test_accuracy` or `test_loss`"]),
+    ("an unknown rejection reason", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\nexpect:\n  - { event: contribution_rejected, reason: bored }\n",6, 37, &["unknown reason `bored`"]),
+    ("a fractional sample count", "name: t\ntask: { model: softmax, data: { generator: w1, samples_per_client: 2.5 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\n",2, 48, &["whole number of samples"]),
+    ("a negative spread", "name: t\ntask: { model: softmax, data: { generator: w1, samples_per_client: { normal: { mean: 64, std: -1 } } } }\nserver: { rounds: 3 }\nclients: { count: 4 }\n",2, 68, &["finite std >= 0"]),
+    ("an event on no clients", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 3 }\nclients: { count: 4 }\nevents:\n  - { at: { round: 1 }, clients: [], quit: {} }\n",6, 25, &["names no clients"]),
     ("missing trace file", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\navailability:\n  trace: nowhere.csv\n", 6, 3, &["nowhere.csv", "does not exist"]),
     ("two actions in one event", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 5 }\nclients: { count: 4 }\nevents:\n  - { at: { round: 1 }, clients: [1], quit: {}, crash: {} }\n", 6, 3, &["exactly one action", "found 2"]),
     ("unknown key in a bound", "name: t\ntask: { model: softmax, data: { generator: w1 } }\nserver: { rounds: 2 }\nclients: { count: 2 }\nexpect:\n  - { final: { test_accuracy: { minimum: 0.99 } } }\n", 6, 31, &["unknown field `minimum`", "`min` or `max`"]),
@@ -286,4 +295,54 @@ events:
             Clients::from(10..1_000_000),
         ]
     );
+}
+
+#[test]
+fn a_quote_inside_a_plain_scalar_hides_no_nesting() {
+    for mark in ["'", "\"", "#"] {
+        let text = format!(
+            "name: [a{mark}b, {}{}]\n",
+            "[".repeat(80_000),
+            "]".repeat(80_000)
+        );
+        let errs = Scenario::from_str(&text, "deep.yaml").unwrap_err();
+        assert_eq!(errs.0.len(), 1);
+        assert_eq!(errs.0[0].line, 1);
+        assert!(
+            errs.0[0].message.contains("nested more than 64 levels"),
+            "{}",
+            errs.0[0]
+        );
+    }
+}
+
+#[test]
+fn thousands_of_bad_events_are_reported_as_the_first_few_and_a_note() {
+    let mut text = String::from(GOOD);
+    for _ in 0..3000 {
+        text.push_str("  - { at: { round: 1 }, clients: [99], quit: {} }\n");
+    }
+    let errs = Scenario::from_str(&text, "many.yaml").unwrap_err();
+    assert_eq!(errs.0.len(), 21);
+    assert!(errs.0[0].message.contains("client 99 does not exist"));
+    assert!(errs
+        .0
+        .last()
+        .unwrap()
+        .message
+        .contains("and more problems, not listed"));
+}
+
+#[test]
+fn an_alias_bomb_is_refused_before_it_is_expanded() {
+    let ids = vec!["1"; 1000].join(",");
+    let mut text = String::from(GOOD);
+    text.push_str(&format!(
+        "  - &e {{ at: {{ round: 1 }}, clients: [{ids}], slow: {{ factor: 2, for: 1 round }} }}\n"
+    ));
+    for _ in 0..5000 {
+        text.push_str("  - *e\n");
+    }
+    let errs = Scenario::from_str(&text, "bomb.yaml").unwrap_err();
+    assert!(errs.0[0].message.contains("aliases"), "{}", errs.0[0]);
 }
