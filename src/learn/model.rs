@@ -107,6 +107,38 @@ impl Params {
         Ok(out)
     }
 
+    /// Checks that these tensors are a stack of dense layers as the trainer reads them: pairs
+    /// of a 2-d weight (inputs × outputs) and a 1-d bias (outputs), each layer's inputs the
+    /// last one's outputs, and the names in sorted order, the order a `ModelData` (a map by
+    /// name) carries them in. Names that sort otherwise (`weight` before `bias`, `fc10`
+    /// before `fc2`) would be read back in another order, and every contribution refused.
+    pub fn check_layers(&self) -> Result<(), String> {
+        if self.0.is_empty() || self.0.len() % 2 == 1 {
+            let n = self.0.len();
+            return Err(format!("{n} tensors: expected (weight, bias) pairs"));
+        }
+        if let Some(w) = self.0.windows(2).find(|w| w[0].0 >= w[1].0) {
+            let (a, b) = (&w[0].0, &w[1].0);
+            return Err(format!("tensor `{a}` comes before `{b}`, but names travel sorted: name the layers so that they sort in order"));
+        }
+        let mut inputs = None;
+        for pair in self.0.chunks_exact(2) {
+            let ((wn, w), (bn, b)) = (&pair[0], &pair[1]);
+            let (&[k, m], &[mb]) = (w.shape(), b.shape()) else {
+                return Err(format!(
+                    "layer `{wn}`, `{bn}`: expected a 2-d weight and a 1-d bias"
+                ));
+            };
+            if m != mb || inputs.is_some_and(|i| i != k) {
+                return Err(format!(
+                    "layer `{wn}` ({k}×{m}), `{bn}` ({mb}): shapes do not chain"
+                ));
+            }
+            inputs = Some(m);
+        }
+        Ok(())
+    }
+
     /// Whether these are exactly `like`'s tensors: the same names, in the same order, with
     /// the same shapes.
     pub fn fits(&self, like: &Params) -> Result<(), ParamsError> {
@@ -175,7 +207,8 @@ pub struct Metrics {
 
 impl ModelKind {
     /// Fresh parameters. Linear and softmax start at zero (as W1 specifies); the MLP's weights
-    /// start uniform in ±1/√fan_in from `rng`.
+    /// start uniform in ±1/√fan_in from `rng`. Every kind's tensors pass
+    /// [`Params::check_layers`] (a test checks it).
     pub fn init(&self, features: usize, classes: usize, rng: &mut Stream) -> Params {
         let zeros2 = |r, c| ArrayD::zeros(vec![r, c]);
         let zeros1 = |n| ArrayD::zeros(vec![n]);
@@ -355,6 +388,46 @@ mod tests {
     use crate::learn::data::DataSpec;
     use crate::rng;
     use ndarray::{IxDyn, ShapeBuilder};
+
+    #[test]
+    fn every_model_kind_is_a_stack_of_layers_and_traps_are_named() {
+        let mut rng = crate::rng::stream(1, "x", 0, 0);
+        for kind in [
+            ModelKind::Linear,
+            ModelKind::Softmax,
+            ModelKind::Mlp { hidden: 8 },
+        ] {
+            assert_eq!(kind.init(6, 3, &mut rng).check_layers(), Ok(()), "{kind:?}");
+        }
+        let t = |names: [&str; 4], shapes: [&[usize]; 4]| {
+            let tensors = names.iter().zip(shapes);
+            Params(
+                tensors
+                    .map(|(n, s)| (n.to_string(), ArrayD::zeros(s)))
+                    .collect(),
+            )
+        };
+        // PyTorch's names: `weight` sorts after `bias`, so the wire would swap them.
+        let torch = t(
+            ["fc.weight", "fc.bias", "out.weight", "out.bias"],
+            [&[4, 2], &[2], &[2, 3], &[3]],
+        );
+        assert!(torch
+            .check_layers()
+            .unwrap_err()
+            .contains("names travel sorted"));
+        // `fc10` sorts before `fc2`.
+        let ten = t(
+            ["fc2.W", "fc2.b", "fc10.W", "fc10.b"],
+            [&[4, 2], &[2], &[2, 3], &[3]],
+        );
+        assert!(ten
+            .check_layers()
+            .unwrap_err()
+            .contains("`fc2.b` comes before `fc10.W`"));
+        let broken = t(["a.W", "a.b", "b.W", "b.b"], [&[4, 2], &[2], &[5, 3], &[3]]);
+        assert!(broken.check_layers().unwrap_err().contains("do not chain"));
+    }
 
     fn learns(kind: ModelKind, min_acc: f64) {
         let spec = DataSpec::w1();

@@ -127,7 +127,8 @@ pub(crate) struct Net {
 }
 
 impl Net {
-    /// The layers of `params`, which hold `[W, b]` pairs in order (every model here does).
+    /// The layers of `params`, which hold `[W, b]` pairs in order ([`Params::check_layers`]
+    /// holds for every model fedsim builds; the engine checks it before a run).
     pub fn from_params(params: &Params) -> Net {
         let layers = params
             .0

@@ -269,6 +269,9 @@ impl Simulation {
             classes,
             &mut rng::stream(cfg.seed, "init", NONE, NONE),
         );
+        template
+            .check_layers()
+            .map_err(|e| SimError::Config(format!("the model's tensors: {e}")))?;
         let mut inboxes = vec![None];
 
         let cache = Arc::new(DataCache::new(data.clone(), cfg.profiles.len() as usize));
