@@ -1,8 +1,8 @@
 //! A fast reader for the .npy headers numpy writes.
 //!
 //! ndarray-npy parses the header dict with a general Python-literal grammar (pest); on the small
-//! tensors federated clients exchange, that parse cost ~40% of a whole W1 run (measured with
-//! callgrind). This reader understands exactly the dict numpy writes — `descr`, `fortran_order`
+//! tensors federated clients exchange, that parse cost more than everything else the tensor
+//! needs (figures in PERFORMANCE.md). This reader understands exactly the dict numpy writes — `descr`, `fortran_order`
 //! and `shape`, in any order — and anything else falls back to ndarray-npy, which also produces
 //! every error message. So this is a shortcut, never a second source of truth.
 

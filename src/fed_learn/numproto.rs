@@ -259,7 +259,7 @@ pub(crate) fn npy_to_ndarray_shaped<A: NpyElement>(
 
 /// The data of `npy` when its header is, byte for byte, the one fedsim writes for a C-order
 /// `A` array of `shape` and as many bytes follow as the shape needs: recognised by comparing
-/// with the cached header rather than parsed (parsing was ~1% of a W1 run). The data is then
+/// with the cached header rather than parsed on every tensor. The data is then
 /// in the machine's byte order, on little-endian machines; elsewhere this declines.
 fn as_written<'a, A: NpyElement>(npy: &'a [u8], shape: &[usize]) -> Option<&'a [u8]> {
     if !cfg!(target_endian = "little") {

@@ -50,8 +50,8 @@ impl Targets {
 /// Features (one row per sample) and their targets.
 ///
 /// The features are kept in the kernels' layout ([`kernel`]): rows padded with zeros to
-/// whole lanes. Training and scoring then read their batches in place, where padding a copy
-/// of every batch (every epoch, every round) cost about 5% of W1's run.
+/// whole lanes. Training and scoring then read their batches in place, rather than padding a
+/// copy of every batch, every epoch, every round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     /// `len()` rows of `padded(features)` floats, the padding zero.
@@ -560,7 +560,7 @@ fn slice_targets(y: &Targets, start: usize, end: usize) -> Targets {
 
 thread_local! {
     /// Each thread's buffer for a client's normal draws, kept between clients: a fresh one
-    /// (30 KB in W1) was zero-filled by the allocator only to be overwritten.
+    /// would be zero-filled by the allocator only to be overwritten.
     static DRAWS: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 

@@ -111,7 +111,7 @@ pub(crate) struct Scratch {
 
 thread_local! {
     /// Each thread's batch buffers, kept between calls: an evaluation part's fresh buffers
-    /// (over 100 KB) cost page faults and the kernel's page zeroing on every call.
+    /// would cost page faults and the kernel's page zeroing on every call.
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
@@ -342,7 +342,7 @@ fn output_gradient(out: &mut [f32], m: usize, y: TargetsView) -> f64 {
 /// summed over rows against `classes`.
 ///
 /// `Σ -ln p` is taken as `-ln Π p` over sixteen rows at a time, one logarithm instead of
-/// sixteen (they were ~2% of a W1 run): with every `p` clamped to at least 1e-12, a product of
+/// sixteen: with every `p` clamped to at least 1e-12, a product of
 /// sixteen stays above 1e-192, far from f64's underflow.
 fn softmax_xent(out: &mut [f32], m: usize, classes: &[u32]) -> f64 {
     kernel::softmax_rows(out, m);

@@ -73,9 +73,9 @@ enum Source<'a> {
 impl Source<'_> {
     /// The next `out.len()` words. From a plain stream they are the stream's bytes read as
     /// little-endian words, as rand's slice fill gives them; on a little-endian machine the
-    /// bytes are filled in place, since that fill's own pass turning each word from
-    /// little-endian (nothing to do here) cost a W1 run ~0.7% whenever the compiler did not
-    /// inline it, which depends on how the crate happens to be split into codegen units.
+    /// bytes are filled in place: that fill's own pass turning each word from little-endian
+    /// (nothing to do here) costs a call per word whenever the compiler does not inline it,
+    /// which depends on how the crate happens to be split into codegen units.
     #[inline(always)]
     fn words(&mut self, out: &mut [u64]) {
         match self {

@@ -13,8 +13,8 @@ use crate::sim::SimConfig;
 const PER_CLIENT: u64 = 2_048;
 /// Bytes per event kept in memory for the run's result.
 const PER_EVENT: u64 = 160;
-/// The program itself, its allocator's arenas and threads, before any client (measured: a
-/// small run peaks at 15–20 MB).
+/// The program itself, its allocator's arenas and threads, before any client: a small run's
+/// peak (PERFORMANCE.md).
 const BASE: u64 = 20 << 20;
 
 /// One part of the estimate: what it is, the scenario key that sizes it, and its bytes.

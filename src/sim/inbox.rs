@@ -1,9 +1,9 @@
 //! An actor's inbox: the envelopes the world has delivered to it and it has not yet taken.
 //!
-//! Why not a tokio `mpsc` channel: an unbounded channel allocates its first block of 32 slots
-//! (2.5 KB of envelopes) up front and touches half a dozen cache lines per message, and a
-//! simulation has one inbox per client. In W1 (1000 clients) the channels were about 8% of the
-//! runtime thread's time, mostly cache misses. An actor rarely holds more than a few
+//! Why not a tokio `mpsc` channel: an unbounded channel allocates its first block of slots up
+//! front and touches half a dozen cache lines per message, and a simulation has one inbox per
+//! client, so with many clients the channels' cache misses showed up in the profile
+//! (PERFORMANCE.md). An actor rarely holds more than a few
 //! envelopes, so a short queue and a waker behind one lock do: a few lines per message, and
 //! nothing allocated for an idle client beyond the lock itself.
 //!

@@ -450,10 +450,9 @@ impl Simulation {
     }
 }
 
-/// The server's global test set over the first `clients`, its parts generated in the pool.
-/// The server's test set over `0..clients`, its parts queued as background work: nothing
-/// needs it before the first round ends, and generating it up front held up the start of
-/// registration (~1 ms of W1's two threads).
+/// The server's test set over `0..clients`, its parts queued as background work in the pool:
+/// nothing needs it before the first round ends, and generating it up front would hold up
+/// the start of registration.
 fn global_test(pool: &Arc<Pool>, data: &DataGen, clients: u32) -> TestSet {
     let jobs = data
         .global_test_parts(u64::from(clients.max(1)))

@@ -163,8 +163,7 @@ fn two_outputs_wide<const K: usize>(x: &[f32], a: &[(f32, f32)], w: [&mut [f32];
 
 /// The AVX2 [`softmax_rows`](super::avx2::softmax_rows), the same instructions and bits,
 /// with AVX-512VL's sixteen more vector registers for its eight rows' columns, maximum,
-/// sum and `exp` constants, which spilled to the stack with sixteen (with the constant
-/// class count below, ~22% off the kernel's time in W1).
+/// sum and `exp` constants, which spilled to the stack with sixteen.
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
 pub(super) fn softmax_rows(out: &mut [f32], m: usize) {
     // W1's ten classes as a constant, so the column loops unroll and stay in registers.

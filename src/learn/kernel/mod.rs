@@ -40,8 +40,8 @@ pub(crate) fn pad_rows(x: &[f32], k: usize, out: &mut Vec<f32>) {
 
 /// Appends rows of `mean + std·z` (in f32, `z` rounded first) for the rows of `z` of width
 /// `k = mean.len()`, each padded with zeros to stride `padded(k)`: how generated normal draws
-/// become feature rows. (As plain loops, in SSE registers two draws at a time, this was ~4% of
-/// a W1 run; AVX2 converts and scales eight at a time, with the same roundings.)
+/// become feature rows. (AVX2 converts and scales eight at a time, with the same roundings as
+/// the plain loop.)
 pub(crate) fn scaled_rows(z: &[f64], mean: &[f32], std: &[f32], out: &mut Vec<f32>) {
     let k = mean.len();
     assert_eq!(std.len(), k, "one spread per mean");
@@ -275,8 +275,7 @@ pub(crate) fn pull_toward(w: &mut [f32], center: &[f32], step: f32) {
 const STEP_ROWS: usize = 64;
 
 /// `n` slots for the gradient step's per-sample factors: in `stack` for a batch of up to
-/// [`STEP_ROWS`] rows (W1's sixteen), else in `heap`. A fresh `Vec` per call was 8,000
-/// allocations a W1 run.
+/// [`STEP_ROWS`] rows (W1's sixteen), else in `heap`: no allocation per call.
 #[inline(always)]
 fn step_buffer<'a, T: Copy + Default>(
     stack: &'a mut [T; STEP_ROWS],
