@@ -14,6 +14,21 @@ use prost::Message as _;
 use super::message::{delimited_len, field_len, put_field, Body};
 use super::pb;
 
+/// The names Clara gives tasks (`CurrentTask.task_name`) and contributions
+/// (`Contribution.type`).
+pub mod names {
+    /// A training task, and the contribution that answers it.
+    pub const TRAIN: &str = "train";
+    /// Cross-site validation, step 1: the server asks for each client's best model.
+    pub const SUBMIT_BEST_MODEL: &str = "submit_best_model";
+    /// The contribution answering [`SUBMIT_BEST_MODEL`].
+    pub const BEST_MODEL: &str = "best_model";
+    /// Cross-site validation, step 2: the server hands out the models to validate.
+    pub const VALIDATE: &str = "validate";
+    /// The contribution answering [`VALIDATE`]: the scores.
+    pub const VALIDATION: &str = "validation";
+}
+
 /// A `Contribution`'s fields, borrowed. Encodes, as a [`Body`], to the bytes of the
 /// `pb::Contribution` with the same values (whose `client` is always set).
 pub struct ContributionRef<'a> {

@@ -639,11 +639,6 @@ fn profile(g: &GroupSpec) -> Profile {
     }
 }
 
-/// The id in `client-0007`.
-pub(crate) fn client_id(name: &str) -> Option<u32> {
-    name.strip_prefix("client-")?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

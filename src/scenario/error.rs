@@ -20,17 +20,30 @@ pub struct ScenarioError {
 }
 
 impl fmt::Display for ScenarioError {
+    /// One line: control characters in the path or the message (a newline in a file name, a
+    /// NUL in a bad value) are written escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.message
-        )?;
+        let file = self.file.display().to_string();
+        write!(f, "{}:{}:{}: ", Escaped(&file), self.line, self.column)?;
+        write!(f, "{}", Escaped(&self.message))?;
         if let Some(h) = &self.hint {
-            write!(f, " ({h})")?;
+            write!(f, " ({})", Escaped(h))?;
+        }
+        Ok(())
+    }
+}
+
+/// Text with its control characters escaped (`\n`, `\u{0}`).
+struct Escaped<'a>(&'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
         }
         Ok(())
     }
@@ -97,6 +110,21 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_one_line_whatever_its_path_and_message_hold() {
+        let e = ScenarioError {
+            file: "odd\nname.yaml".into(),
+            line: 3,
+            column: 5,
+            message: "unknown time unit `m\0`".into(),
+            hint: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "odd\\nname.yaml:3:5: unknown time unit `m\\u{0}`"
+        );
+    }
 
     #[test]
     fn hints_come_from_serde_messages() {

@@ -1,10 +1,10 @@
 //! A scenario's `expect:` block: validated when the file loads, checked against a finished
 //! run afterwards. Every scenario is a test.
 
-use super::compile::{client_id, Checker};
+use super::compile::Checker;
 use super::error::did_you_mean;
 use super::schema::{Bound, ClientRef, ExpectSpec, ScenarioFile};
-use crate::sim::{Actor, EventName, EventRecord, Reason, RunResult};
+use crate::sim::{client_id, Actor, EventName, EventRecord, Reason, RunResult};
 
 /// The verdict on one assertion.
 #[derive(Debug, Clone)]

@@ -22,6 +22,8 @@ pub(crate) fn read(path: &Path) -> Result<Windows, Vec<ScenarioError>> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![err(1, 1, format!("cannot read the trace: {e}"))])?;
+    // A byte-order mark, as spreadsheets write one, is not part of the header.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut windows = Windows::new();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -43,9 +45,10 @@ pub(crate) fn read(path: &Path) -> Result<Windows, Vec<ScenarioError>> {
             continue;
         }
         let col = |k: usize| line.split(',').take(k).map(|c| c.len() + 1).sum::<usize>() + 1;
-        let client = match cells[0].trim_start_matches("client-").parse::<u32>() {
-            Ok(c) => c,
-            Err(_) => {
+        let cell = cells[0].trim();
+        let client = match crate::sim::client_id(cell).or_else(|| cell.parse().ok()) {
+            Some(c) => c,
+            None => {
                 errors.push(err(
                     line_no,
                     col(0),
@@ -84,5 +87,24 @@ pub(crate) fn read(path: &Path) -> Result<Windows, Vec<ScenarioError>> {
         Ok(windows)
     } else {
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_with_a_byte_order_mark_and_named_clients_reads() {
+        let path = std::env::temp_dir().join(format!("fedsim-trace-{}.csv", std::process::id()));
+        std::fs::write(
+            &path,
+            "\u{feff}client,active_from,active_until\nclient-0002,0,10\n3,1m,2m\n",
+        )
+        .unwrap();
+        let w = read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(w[&2], [(0, 10_000_000)]);
+        assert_eq!(w[&3], [(60_000_000, 120_000_000)]);
     }
 }

@@ -46,6 +46,11 @@ impl fmt::Display for Actor {
     }
 }
 
+/// The id in a client's name, `client-0007` (or `client-7`): [`client_name`]'s inverse.
+pub fn client_id(name: &str) -> Option<u32> {
+    name.strip_prefix("client-")?.parse().ok()
+}
+
 /// A client's name as the log writes it: `client-0007`.
 pub fn client_name(id: u32) -> String {
     ClientName::new(id).as_str().to_owned()

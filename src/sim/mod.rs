@@ -41,7 +41,9 @@ pub use config::{
     Action, Clients, Direction, Fault, Profile, RetryConfig, ServerConfig, SimConfig, Span,
     TransportConfig, Trigger, SECOND,
 };
-pub use events::{client_name, Actor, EventHandler, EventName, EventRecord, SimEvent, Val};
+pub use events::{
+    client_id, client_name, Actor, EventHandler, EventName, EventRecord, SimEvent, Val,
+};
 pub use failure::{Culprit, Failure};
 pub use log::{EventLog, Query, Reason};
 pub use port::Micros;

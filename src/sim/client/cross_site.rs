@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::Client;
+use crate::fed_learn::contribution::names;
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{EventType, ModelTransformer, Proto};
 use crate::learn::Params;
@@ -23,10 +24,10 @@ impl Client {
         let c = pb::Contribution {
             client: Some(self.state_msg()),
             n_iter: 0,
-            r#type: "best_model".into(),
+            r#type: names::BEST_MODEL.into(),
             meta_data: task.meta_data,
             data: Some(encoded),
-            task_name: "submit_best_model".into(),
+            task_name: names::SUBMIT_BEST_MODEL.into(),
             metrics: Default::default(),
         };
         self.hand_in(&c);
@@ -74,10 +75,10 @@ impl Client {
         let c = pb::Contribution {
             client: Some(self.state_msg()),
             n_iter: 0,
-            r#type: "validation".into(),
+            r#type: names::VALIDATION.into(),
             meta_data: task.meta_data,
             data: None,
-            task_name: "validate".into(),
+            task_name: names::VALIDATE.into(),
             metrics: metrics.into_iter().collect(),
         };
         self.hand_in(&c);

@@ -23,6 +23,7 @@ use super::pool::Pool;
 use super::port::{Control, Envelope, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use super::world::combined;
+use crate::fed_learn::contribution::names;
 use crate::fed_learn::pb;
 use crate::fed_learn::TransformChain;
 use crate::fed_learn::{EventType, Message, MessageId, MessageIds, Proto, StateRef, Text};
@@ -483,8 +484,8 @@ impl Client {
             Tasked::Other(task) => {
                 self.calls.close(Method::GetTask);
                 match task.task_name.as_str() {
-                    "submit_best_model" => self.on_submit_best(task),
-                    "validate" => self.on_validate(task),
+                    names::SUBMIT_BEST_MODEL => self.on_submit_best(task),
+                    names::VALIDATE => self.on_validate(task),
                     _ => {}
                 }
             }

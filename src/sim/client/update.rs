@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::ClientCommon;
+use crate::fed_learn::contribution::names;
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::view;
 use crate::fed_learn::{
@@ -85,7 +86,7 @@ pub(super) fn local_update(
             let Ok(task) = <pb::CurrentTask as prost::Message>::decode(body) else {
                 return Tasked::Corrupt;
             };
-            if task.task_name != "train" {
+            if task.task_name != names::TRAIN {
                 return Tasked::Other(task);
             }
             let meta = task.meta_data.unwrap_or_default();
@@ -114,7 +115,7 @@ fn plain_training_task(
         return None;
     }
     let task = view::current_task(body)?;
-    if &body[task.task_name] != b"train" {
+    if &body[task.task_name] != names::TRAIN.as_bytes() {
         return None;
     }
     let tensors = view::model_tensors(body, task.data?)?;
@@ -173,10 +174,10 @@ fn train(
             client_id: name.as_str(),
             token: token.as_deref().unwrap_or_default(),
             n_iter,
-            kind: "train",
+            kind: names::TRAIN,
             meta: Some(&meta),
             data: Some(data),
-            task_name: "train",
+            task_name: names::TRAIN,
             metrics: &[("train_loss", loss)],
         };
         wire::request_frame(msg_id, Method::SubmitUpdate, types::CONTRIBUTION, c)

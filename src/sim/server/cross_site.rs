@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 
 use super::{Phase, Server};
+use crate::fed_learn::contribution::names;
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{EventType, MessageId, Text};
 use crate::learn::Params;
@@ -35,7 +36,7 @@ impl Server {
             return self.finish("completed");
         }
         let meta = self.meta(self.next_round);
-        let task = self.encode_task(meta, "submit_best_model", ModelData::default(), false);
+        let task = self.encode_task(meta, names::SUBMIT_BEST_MODEL, ModelData::default(), false);
         let expected: BTreeSet<u32> = self.clients.keys().copied().collect();
         self.phase = Phase::CrossSite(CrossSite {
             step: 0,
@@ -94,13 +95,13 @@ impl Server {
             Phase::CrossSite(x) => x.step,
             _ => return,
         };
-        if c.r#type == "best_model" && step == 0 {
+        if c.r#type == names::BEST_MODEL && step == 0 {
             if let Ok(p) = self.decoder.params(c.data) {
                 if let Phase::CrossSite(x) = &mut self.phase {
                     x.best.insert(client, p);
                 }
             }
-        } else if c.r#type == "validation" && step == 1 {
+        } else if c.r#type == names::VALIDATION && step == 1 {
             let detail = vec![("models", c.metrics.len().into())];
             self.port.emit(
                 None,
@@ -149,7 +150,7 @@ impl Server {
             x.step = 1;
             x.expected = self.clients.keys().copied().collect();
             let meta = self.meta(self.next_round);
-            let task = self.encode_task(meta, "validate", md, false);
+            let task = self.encode_task(meta, names::VALIDATE, md, false);
             if let Phase::CrossSite(x) = &mut self.phase {
                 x.task = task;
             }

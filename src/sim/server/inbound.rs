@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::super::pool::Pool;
 use super::super::port::{Envelope, Method, Payload};
 use super::super::wire;
+use crate::fed_learn::contribution::names;
 use crate::fed_learn::pb;
 use crate::fed_learn::view::{self, string_fields};
 use crate::fed_learn::{FLCommunicationError, Message, ModelTransformer, Text, TransformChain};
@@ -101,7 +102,7 @@ impl Decoder {
         let token = c.client.as_mut().map(|s| std::mem::take(&mut s.token));
         let for_round = c.meta_data.as_ref().map(|m| m.current_round.max(0) as u32);
         let what = match c.r#type.as_str() {
-            "best_model" | "validation" => Submitted::CrossSite(c),
+            names::BEST_MODEL | names::VALIDATION => Submitted::CrossSite(c),
             _ => Submitted::Train {
                 n_iter: c.n_iter,
                 train_loss: c.metrics.get("train_loss").copied().unwrap_or(f64::NAN),
@@ -123,7 +124,10 @@ impl Decoder {
             return None;
         }
         let c = view::contribution(body)?;
-        if matches!(&body[c.kind], b"best_model" | b"validation") {
+        if [names::BEST_MODEL, names::VALIDATION]
+            .map(str::as_bytes)
+            .contains(&&body[c.kind])
+        {
             return None;
         }
         let tensors = view::model_tensors(body, c.data?)?;

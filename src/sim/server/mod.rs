@@ -27,6 +27,7 @@ use super::port::{Envelope, EventSlot, Method, Micros, Payload, Port, Timer};
 use super::wire::{self, types};
 use super::TestSet;
 use crate::aggregate::{Aggregator, Selection, Update};
+use crate::fed_learn::contribution::names;
 use crate::fed_learn::pb::{self, ModelData};
 use crate::fed_learn::{
     EventType, Message, MessageId, MessageIds, ModelTransformer, Proto, Text, TransformChain,
@@ -272,7 +273,9 @@ impl Server {
         match (e.payload, inbound) {
             // Every wire envelope comes decoded (its frame moved out, see `decode_step`).
             (Payload::Wire { method, .. }, Some(inbound)) => {
-                self.on_message((e.from - 2) as u32, method, inbound)
+                if let Some(Actor::Client(c)) = Actor::from_rank(e.from) {
+                    self.on_message(c, method, inbound)
+                }
             }
             (Payload::Timer(t), _) => self.on_timer(t),
             (Payload::Wire { .. } | Payload::Control(_) | Payload::Env(_), _) => {}
@@ -442,7 +445,7 @@ impl Server {
         ];
         self.port.emit(Some(r), EventType::StartRound, None, detail);
         let md = (*self.global_md).clone();
-        let task = self.encode_task(self.meta(r), "train", md, true);
+        let task = self.encode_task(self.meta(r), names::TRAIN, md, true);
         self.port
             .timer(self.cfg.round_timeout, Timer::RoundTimeout(r));
         let parked: Vec<(u32, Text)> = selected
