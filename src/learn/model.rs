@@ -69,6 +69,10 @@ pub enum ParamsError {
         /// Why it did not decode.
         source: NumprotoError,
     },
+    /// The tensors are not a stack of layers the trainer can read (see
+    /// [`Params::check_layers`]).
+    #[error("{0}")]
+    Layers(String),
     /// Names or shapes differ from the model's.
     #[error("expected tensors {expected}, got {got}")]
     Mismatch {
@@ -112,27 +116,29 @@ impl Params {
     /// last one's outputs, and the names in sorted order, the order a `ModelData` (a map by
     /// name) carries them in. Names that sort otherwise (`weight` before `bias`, `fc10`
     /// before `fc2`) would be read back in another order, and every contribution refused.
-    pub fn check_layers(&self) -> Result<(), String> {
+    pub fn check_layers(&self) -> Result<(), ParamsError> {
         if self.0.is_empty() || self.0.len() % 2 == 1 {
             let n = self.0.len();
-            return Err(format!("{n} tensors: expected (weight, bias) pairs"));
+            return Err(ParamsError::Layers(format!(
+                "{n} tensors: expected (weight, bias) pairs"
+            )));
         }
         if let Some(w) = self.0.windows(2).find(|w| w[0].0 >= w[1].0) {
             let (a, b) = (&w[0].0, &w[1].0);
-            return Err(format!("tensor `{a}` comes before `{b}`, but names travel sorted: name the layers so that they sort in order"));
+            return Err(ParamsError::Layers(format!("tensor `{a}` comes before `{b}`, but names travel sorted: name the layers so that they sort in order")));
         }
         let mut inputs = None;
         for pair in self.0.chunks_exact(2) {
             let ((wn, w), (bn, b)) = (&pair[0], &pair[1]);
             let (&[k, m], &[mb]) = (w.shape(), b.shape()) else {
-                return Err(format!(
+                return Err(ParamsError::Layers(format!(
                     "layer `{wn}`, `{bn}`: expected a 2-d weight and a 1-d bias"
-                ));
+                )));
             };
             if m != mb || inputs.is_some_and(|i| i != k) {
-                return Err(format!(
+                return Err(ParamsError::Layers(format!(
                     "layer `{wn}` ({k}×{m}), `{bn}` ({mb}): shapes do not chain"
-                ));
+                )));
             }
             inputs = Some(m);
         }
@@ -397,7 +403,7 @@ mod tests {
             ModelKind::Softmax,
             ModelKind::Mlp { hidden: 8 },
         ] {
-            assert_eq!(kind.init(6, 3, &mut rng).check_layers(), Ok(()), "{kind:?}");
+            assert!(kind.init(6, 3, &mut rng).check_layers().is_ok(), "{kind:?}");
         }
         let t = |names: [&str; 4], shapes: [&[usize]; 4]| {
             let tensors = names.iter().zip(shapes);
@@ -415,6 +421,7 @@ mod tests {
         assert!(torch
             .check_layers()
             .unwrap_err()
+            .to_string()
             .contains("names travel sorted"));
         // `fc10` sorts before `fc2`.
         let ten = t(
@@ -424,9 +431,14 @@ mod tests {
         assert!(ten
             .check_layers()
             .unwrap_err()
+            .to_string()
             .contains("`fc2.b` comes before `fc10.W`"));
         let broken = t(["a.W", "a.b", "b.W", "b.b"], [&[4, 2], &[2], &[5, 3], &[3]]);
-        assert!(broken.check_layers().unwrap_err().contains("do not chain"));
+        assert!(broken
+            .check_layers()
+            .unwrap_err()
+            .to_string()
+            .contains("do not chain"));
     }
 
     fn learns(kind: ModelKind, min_acc: f64) {

@@ -3,7 +3,6 @@
 //! participation per round, markers for dropouts, quits, joins and late rejections; a heatmap
 //! for cross-site validation; and overlays of several runs.
 
-use std::error::Error;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Once;
@@ -12,11 +11,22 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::atomic;
 use super::data::{MarkerKind, RunData};
+use super::{atomic, ReportError};
 use crate::sim::CrossSiteMatrix;
 
-type Res = Result<(), Box<dyn Error>>;
+/// What drawing gives: plotters' error, as text (its type depends on the backend).
+type Res = Result<(), DrawError>;
+
+/// A drawing error, whatever the backend.
+#[derive(Debug)]
+pub struct DrawError(String);
+
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for DrawError {
+    fn from(e: DrawingAreaErrorKind<E>) -> Self {
+        DrawError(e.to_string())
+    }
+}
 
 /// Chart size in pixels.
 pub const SIZE: (u32, u32) = (1600, 1100);
@@ -75,22 +85,31 @@ impl Drawing for Compare<'_> {
 }
 
 /// Draws `d` into `png` and the same path with `.svg`, each written whole.
-pub fn render(png: &Path, size: (u32, u32), d: &impl Drawing) -> Res {
+pub fn render(png: &Path, size: (u32, u32), d: &impl Drawing) -> Result<(), ReportError> {
     font();
+    let chart_error = |path: &Path, reason: String| ReportError::Chart {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
-        d.draw(&root)?;
-        root.present()?;
-    }
-    atomic::write(png, &encode_png(&rgb, size)?)?;
+    draw_into(BitMapBackend::with_buffer(&mut rgb, size), d).map_err(|e| chart_error(png, e.0))?;
+    let bytes = encode_png(&rgb, size).map_err(|e| chart_error(png, e.to_string()))?;
+    atomic::write(png, &bytes).map_err(|e| ReportError::io(png, e))?;
+    let svg_path = png.with_extension("svg");
     let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-        d.draw(&root)?;
-        root.present()?;
-    }
-    atomic::write(&png.with_extension("svg"), svg.as_bytes())?;
+    draw_into(SVGBackend::with_string(&mut svg, size), d)
+        .map_err(|e| chart_error(&svg_path, e.0))?;
+    atomic::write(&svg_path, svg.as_bytes()).map_err(|e| ReportError::io(&svg_path, e))
+}
+
+/// Draws `d` on a backend and finishes it.
+fn draw_into<DB: DrawingBackend>(backend: DB, d: &impl Drawing) -> Res
+where
+    DB::ErrorType: 'static,
+{
+    let root = backend.into_drawing_area();
+    d.draw(&root)?;
+    root.present()?;
     Ok(())
 }
 
@@ -110,7 +129,7 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, png::EncodingEr
 }
 
 /// Writes `convergence.png/svg` (and `cross_site.png/svg` when there is a matrix) for a run.
-pub fn write_charts(dir: &Path, d: &RunData) -> Res {
+pub fn write_charts(dir: &Path, d: &RunData) -> Result<(), ReportError> {
     render(&dir.join("convergence.png"), SIZE, &Convergence(d))?;
     if let Some(m) = &d.cross_site {
         render(&dir.join("cross_site.png"), (1200, 1000), &Heatmap(m))?;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::ReportError;
 use crate::fed_learn::EventType;
 use crate::sim::{
     CrossSiteMatrix, EventName, EventRecord, Reason, RoundStats, RunResult, SimEvent,
@@ -80,7 +81,7 @@ impl RunData {
     }
 
     /// From a run directory.
-    pub fn read(dir: &Path) -> Result<RunData, String> {
+    pub fn read(dir: &Path) -> Result<RunData, ReportError> {
         let summary: Value = read_json(&dir.join("summary.json"))?;
         let name = summary["scenario"].as_str().unwrap_or("run").to_string();
         let rounds = read_rounds(&dir.join("rounds.csv"))?;
@@ -104,39 +105,42 @@ fn markers<'a>(events: impl Iterator<Item = &'a EventRecord>) -> Vec<(u64, Marke
         .collect()
 }
 
-fn read_json(path: &Path) -> Result<Value, String> {
+fn read_json(path: &Path) -> Result<Value, ReportError> {
     let text = super::input::read_text(path, super::input::MAX_TABLE_BYTES)?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    serde_json::from_str(&text).map_err(|e| ReportError::invalid(path, e.to_string()))
 }
 
 /// Checks that a directory's files come from one run: `summary.json`'s counts of rounds and
 /// events must be those of `rounds.csv` and `events.jsonl`. A run interrupted while writing
 /// its files, or files of two runs side by side, fail it.
-fn same_run(dir: &Path, summary: &Value, rounds: usize, events: u64) -> Result<(), String> {
+fn same_run(dir: &Path, summary: &Value, rounds: usize, events: u64) -> Result<(), ReportError> {
     let counted: u64 = summary["event_counts"]
         .as_object()
         .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
     let rounds_said = summary["rounds_completed"].as_u64();
     if rounds_said != Some(rounds as u64) || counted != events {
-        return Err(format!(
-            "{}: its files are not of one run (summary.json says {} rounds and {counted} events; \
-             rounds.csv has {rounds} rounds and events.jsonl {events} events); run it again",
-            dir.display(),
-            rounds_said.map_or("no".into(), |r| r.to_string()),
+        let said = rounds_said.map_or("no".into(), |r| r.to_string());
+        return Err(ReportError::invalid(
+            dir,
+            format!(
+                "its files are not of one run (summary.json says {said} rounds and {counted} \
+                 events; rounds.csv has {rounds} rounds and events.jsonl {events} events); run \
+                 it again"
+            ),
         ));
     }
     Ok(())
 }
 
-fn read_markers(path: &Path) -> Result<(Vec<(u64, MarkerKind)>, u64), String> {
+fn read_markers(path: &Path) -> Result<(Vec<(u64, MarkerKind)>, u64), ReportError> {
     let f = super::input::open(path, super::input::MAX_LOG_BYTES)?;
     let mut out = Vec::new();
     let mut lines = 0;
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
         lines += 1;
-        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        let line = line.map_err(|e| ReportError::io(path, e))?;
         let v: Value = serde_json::from_str(&line)
-            .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+            .map_err(|e| ReportError::invalid(path, format!("line {}: {e}", i + 1)))?;
         let (Some(event), Some(t)) = (v["event"].as_str(), v["t_us"].as_u64()) else {
             continue;
         };
@@ -179,25 +183,20 @@ fn num(v: f64) -> String {
     }
 }
 
-fn read_rounds(path: &Path) -> Result<Vec<RoundStats>, String> {
+fn read_rounds(path: &Path) -> Result<Vec<RoundStats>, ReportError> {
     let text = super::input::read_text(path, super::input::MAX_TABLE_BYTES)?;
     let mut lines = text.lines();
     if lines.next() != Some(ROUNDS_HEADER) {
-        return Err(format!(
-            "{}: expected the header `{ROUNDS_HEADER}`",
-            path.display()
-        ));
+        let reason = format!("expected the header `{ROUNDS_HEADER}`");
+        return Err(ReportError::invalid(path, reason));
     }
     lines
         .enumerate()
         .map(|(i, l)| {
             let c: Vec<&str> = l.split(',').collect();
             let bad = || {
-                format!(
-                    "{}:{}: expected 11 columns of numbers",
-                    path.display(),
-                    i + 2
-                )
+                let reason = format!("line {}: expected 11 columns of numbers", i + 2);
+                ReportError::invalid(path, reason)
             };
             if c.len() != 11 {
                 return Err(bad());

@@ -11,9 +11,12 @@
 pub mod atomic;
 pub mod chart;
 pub mod data;
+mod error;
 pub mod golden;
 pub mod input;
 pub mod progress;
+
+pub use error::ReportError;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,15 +96,15 @@ pub fn clear_run(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes every file except `events.jsonl` (streamed by the caller) into `dir`.
-pub fn write_run(dir: &Path, r: &RunResult) -> Result<(), Box<dyn std::error::Error>> {
-    std::fs::create_dir_all(dir)?;
-    atomic::write(
-        &dir.join("rounds.csv"),
-        data::rounds_csv(&r.rounds).as_bytes(),
-    )?;
-    let summary = serde_json::to_string_pretty(&summary(r))? + "\n";
-    atomic::write(&dir.join("summary.json"), summary.as_bytes())?;
-    atomic::write(&dir.join("model.pb"), &r.model_bytes())?;
-    chart::write_charts(dir, &RunData::from_result(r))?;
-    Ok(())
+pub fn write_run(dir: &Path, r: &RunResult) -> Result<(), ReportError> {
+    std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        atomic::write(&path, bytes).map_err(|e| ReportError::io(&path, e))
+    };
+    write("rounds.csv", data::rounds_csv(&r.rounds).as_bytes())?;
+    let summary = serde_json::to_string_pretty(&summary(r)).expect("a JSON value prints") + "\n";
+    write("summary.json", summary.as_bytes())?;
+    write("model.pb", &r.model_bytes())?;
+    chart::write_charts(dir, &RunData::from_result(r))
 }

@@ -51,7 +51,7 @@ pub(super) enum Submitted {
     Train {
         n_iter: i64,
         train_loss: f64,
-        params: Result<Params, String>,
+        params: Result<Params, ModelError>,
     },
     /// Cross-site validation's best model or results, for that phase to read.
     CrossSite(pb::Contribution),
@@ -144,13 +144,21 @@ impl Decoder {
     }
 
     /// A contribution's tensors, through the chain and checked against the model's.
-    pub fn params(&self, md: Option<pb::ModelData>) -> Result<Params, String> {
-        let md = self
-            .chain
-            .decode(md.unwrap_or_default())
-            .map_err(|e| e.to_string())?;
-        Params::from_model_data(md, &self.template).map_err(|e| e.to_string())
+    pub fn params(&self, md: Option<pb::ModelData>) -> Result<Params, ModelError> {
+        let md = self.chain.decode(md.unwrap_or_default())?;
+        Ok(Params::from_model_data(md, &self.template)?)
     }
+}
+
+/// Why a contribution's model did not decode: the contribution is rejected as corrupt.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ModelError {
+    /// A transformer (decompression, decryption) refused it.
+    #[error(transparent)]
+    Transform(#[from] FLCommunicationError),
+    /// Its tensors are not the model's.
+    #[error(transparent)]
+    Tensors(#[from] crate::learn::model::ParamsError),
 }
 
 /// The token of a `ClientState` body, read in place (no `String` for it or the client id)

@@ -549,7 +549,7 @@ impl Server {
         for_round: Option<u32>,
         n_iter: i64,
         train_loss: f64,
-        params: Result<Params, String>,
+        params: Result<Params, inbound::ModelError>,
     ) {
         let Phase::Training(open) = &self.phase else {
             return self.reject(client, Reason::Late, for_round);
