@@ -3,6 +3,7 @@
 /// A stream's ChaCha words sixteen blocks at a time, for bulk readers.
 mod chacha;
 pub mod data;
+mod dataset;
 /// Dense f32 kernels for small layers, deterministic across CPUs.
 mod kernel;
 pub mod model;
@@ -12,6 +13,7 @@ mod net;
 mod normal;
 mod ziggurat;
 
-pub use data::{ClientData, DataGen, DataSpec, Dataset, Generator, Targets, MAX_SAMPLES};
+pub use data::{ClientData, DataGen, DataSpec, Generator, MAX_SAMPLES};
+pub use dataset::{Dataset, Targets, TargetsView};
 pub use model::{zeros_like, Evaluator, Metrics, ModelKind, Params, PartScore, TrainConfig};
 pub(crate) use net::{Net, NetTensors};

@@ -8,7 +8,7 @@ use ndarray::ArrayD;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Dataset, Targets};
+use super::dataset::{Dataset, Targets};
 use super::net::{with_scratch, Net};
 use crate::fed_learn::numproto;
 use crate::fed_learn::pb::ModelData;
@@ -443,7 +443,7 @@ mod tests {
 
     fn learns(kind: ModelKind, min_acc: f64) {
         let spec = DataSpec::w1();
-        let data = spec.client_data(1, 0).train;
+        let data = spec.generator(1).client_data(0).train;
         let mut p = kind.init(60, 10, &mut rng::stream(1, "init", 0, 0));
         let before = kind.evaluate(&p, &data);
         let center = p.clone();
@@ -463,7 +463,7 @@ mod tests {
     /// A small MLP trained one epoch on a W1 client of `seed`: weights that are neither zero
     /// nor the initial ones.
     fn trained_mlp(seed: u64) -> Params {
-        let data = DataSpec::w1().client_data(seed, 1).train;
+        let data = DataSpec::w1().generator(seed).client_data(1).train;
         let kind = ModelKind::Mlp { hidden: 12 };
         let mut p = kind.init(60, 10, &mut rng::stream(seed, "init", 0, 0));
         let center = p.clone();
@@ -575,7 +575,7 @@ mod tests {
 
     #[test]
     fn a_trained_net_encodes_to_the_bytes_of_its_tensors() {
-        let data = DataSpec::w1().client_data(2, 5).train;
+        let data = DataSpec::w1().generator(2).client_data(5).train;
         for kind in [ModelKind::Softmax, ModelKind::Mlp { hidden: 20 }] {
             let start = kind.init(60, 10, &mut rng::stream(2, "init", 0, 0));
             let cfg = TrainConfig::default();
@@ -604,7 +604,7 @@ mod tests {
             generator: crate::learn::Generator::Regression { noise: 0.3 },
             ..DataSpec::w1()
         };
-        let data = spec.client_data(1, 0).train;
+        let data = spec.generator(1).client_data(0).train;
         let mut p = ModelKind::Linear.init(60, 1, &mut rng::stream(1, "init", 0, 0));
         let center = p.clone();
         let cfg = TrainConfig {
@@ -619,7 +619,7 @@ mod tests {
 
     #[test]
     fn prox_term_keeps_weights_near_the_center() {
-        let data = DataSpec::w1().client_data(1, 0).train;
+        let data = DataSpec::w1().generator(1).client_data(0).train;
         let center = ModelKind::Softmax.init(60, 10, &mut rng::stream(1, "init", 0, 0));
         let dist = |mu: f32| {
             let mut p = center.clone();

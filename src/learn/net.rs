@@ -7,7 +7,7 @@ use std::cell::RefCell;
 
 use ndarray::{ArrayD, ArrayViewMut2, Ix2};
 
-use super::data::{argmax, TargetsView};
+use super::dataset::{argmax, TargetsView};
 use super::kernel;
 use super::model::Params;
 use crate::fed_learn::numproto::{f32_npy_len, f32_to_proto, npy_into, put_f32_npy};

@@ -126,7 +126,8 @@ fn run_writes_every_file_and_they_agree() {
     let params = Params::from_model_data(md, &like).unwrap();
     let test = cfg
         .data
-        .global_test(cfg.seed, u64::from(cfg.initial_clients));
+        .generator(cfg.seed)
+        .global_test(u64::from(cfg.initial_clients));
     let acc = cfg.model.evaluate(&params, &test).accuracy;
     assert_eq!(summary["final"]["test_accuracy"].as_f64().unwrap(), acc);
 

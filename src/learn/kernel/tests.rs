@@ -158,8 +158,8 @@ fn softmax_rows_are_probabilities_and_the_same_bits_on_both_paths() {
             if i == 0 || i >= 4 {
                 let sum: f32 = row.iter().sum();
                 assert!((sum - 1.0).abs() < 1e-5, "row {i} sums to {sum}");
-                let top = super::super::data::argmax(&row[..m]);
-                let top_logit = super::super::data::argmax(&logits[i * mp..i * mp + m]);
+                let top = super::super::dataset::argmax(&row[..m]);
+                let top_logit = super::super::dataset::argmax(&logits[i * mp..i * mp + m]);
                 assert_eq!(top, top_logit);
             }
         }
