@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+use super::registry::Task;
 use super::{Phase, Server};
 use crate::fed_learn::contribution::names;
 use crate::fed_learn::pb::{self, ModelData};
@@ -26,11 +27,6 @@ pub(super) struct CrossSite {
 }
 
 impl Server {
-    /// The `served` mark of a cross-site step: past every round number.
-    pub(super) fn cross_step_mark(&self, step: u8) -> u32 {
-        u32::MAX - 1 + u32::from(step)
-    }
-
     pub(super) fn after_training(&mut self) {
         if !self.cfg.cross_site_validation {
             return self.finish("completed");
@@ -74,9 +70,8 @@ impl Server {
             return;
         };
         let (step, task, models) = (x.step, x.task.clone(), x.best.len() + 1);
-        let mark = self.cross_step_mark(step);
         if let Some(r) = self.clients.get_mut(&client) {
-            r.served = Some((mark, MessageId::copy_of(req)));
+            r.served = Some((Task::CrossSite(step), MessageId::copy_of(req)));
         }
         if step == 1 {
             self.port.emit(

@@ -16,7 +16,7 @@ mod round;
 use cross_site::CrossSite;
 use inbound::{Decoder, Inbound, Submission, Submitted};
 use polls::Polls;
-use registry::Registered;
+use registry::{Registered, Task};
 use round::select;
 
 use super::config::ServerConfig;
@@ -482,7 +482,7 @@ impl Server {
         };
         let (r, task) = (open.r, open.task.clone());
         if let Some(reg) = self.clients.get_mut(&client) {
-            reg.served = Some((r, MessageId::copy_of(req)));
+            reg.served = Some((Task::Round(r), MessageId::copy_of(req)));
         }
         self.port
             .emit(Some(r), EventType::GetModel, Some(client), vec![]);
@@ -502,13 +502,13 @@ impl Server {
         // sent the same request again (the answer was lost); a new request waits.
         let served = self.clients.get(&client).and_then(|r| r.served.as_ref());
         let fresh =
-            |mark: u32| served.is_none_or(|(m, id)| *m != mark || id.is_some_and(|id| id.is(req)));
+            |mark: Task| served.is_none_or(|(m, id)| *m != mark || id.is_some_and(|id| id.is(req)));
         match &self.phase {
-            Phase::Training(o) if o.selected.contains(&client) && fresh(o.r) => {
+            Phase::Training(o) if o.selected.contains(&client) && fresh(Task::Round(o.r)) => {
                 self.serve_round(client, req)
             }
             Phase::CrossSite(x)
-                if x.expected.contains(&client) && fresh(self.cross_step_mark(x.step)) =>
+                if x.expected.contains(&client) && fresh(Task::CrossSite(x.step)) =>
             {
                 self.serve_cross_site(client, req)
             }

@@ -7,6 +7,15 @@ use crate::fed_learn::{EventType, MessageId, Text};
 use crate::sim::events::SimEvent;
 use crate::sim::port::{Micros, Timer};
 
+/// What a task was for: a training round, or a step of cross-site validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Task {
+    /// Training in this round.
+    Round(u32),
+    /// Cross-site validation's step 0 (best models) or 1 (validation).
+    CrossSite(u8),
+}
+
 /// A registered client, as the server knows it.
 pub(super) struct Registered {
     pub token: String,
@@ -15,10 +24,10 @@ pub(super) struct Registered {
     pub last_seen: Option<Micros>,
     /// A task request waiting for a task: its id, and when it was held.
     pub parked: Option<(Text, Micros)>,
-    /// The last round (or cross-site step, see `cross_step_mark`) this client was given a
-    /// task for, and the id of the request it answered: the same request sent again (its
-    /// answer was lost) is answered again.
-    pub served: Option<(u32, Option<MessageId>)>,
+    /// The last round or cross-site step this client was given a task for, and the id of
+    /// the request it answered: the same request sent again (its answer was lost) is
+    /// answered again.
+    pub served: Option<(Task, Option<MessageId>)>,
     /// The id of the last contribution handled: the same one sent again (its answer was
     /// lost) is acknowledged, not handled twice.
     pub last_submit: Option<MessageId>,
