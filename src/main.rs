@@ -429,6 +429,8 @@ fn check_golden(
         .into());
     }
     let expected = report::input::read_text(golden, report::input::MAX_LOG_BYTES)?;
+    report::golden::check_trace(&expected)
+        .map_err(|reason| report::ReportError::invalid(golden, reason))?;
     match report::golden::compare(&expected, &actual, &args.ignore_detail) {
         Ok(()) => {
             if args.verbose {

@@ -81,6 +81,22 @@ pub fn compare(golden: &str, actual: &str, ignore_detail: &[String]) -> Result<(
     })
 }
 
+/// Checks that `text` is an event log: at least one line, each a JSON object with an `event`.
+/// A golden trace that is not one is a bad file, not a run that departed from it.
+pub fn check_trace(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("empty: expected an event log, one JSON object per line".into());
+    }
+    for (i, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| format!("line {}: not an event log line: {e}", i + 1))?;
+        if v.get("event").and_then(Value::as_str).is_none() {
+            return Err(format!("line {}: not an event log line: no `event`", i + 1));
+        }
+    }
+    Ok(())
+}
+
 /// The line as JSON with the ignored detail keys removed (unparsable lines stay as text).
 fn normalise(line: &str, ignore: &[String]) -> Value {
     match serde_json::from_str::<Value>(line) {

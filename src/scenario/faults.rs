@@ -129,13 +129,35 @@ pub enum TriggerSpec {
 }
 
 /// Which clients a fault hits.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum TargetSpec {
     /// Client ids.
     Ids(Vec<u32>),
     /// `{range: [first, last]}` (inclusive), `{group: name}` or `{random: fraction}`.
     Pick(PickSpec),
+}
+
+/// Read by hand, not as an untagged enum, so that a misspelt pick (`{rnage: [0, 3]}`) is
+/// named in the error.
+impl<'de> Deserialize<'de> for TargetSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{value, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of client ids, or `{range: [first, last]}`, `{group: name}` or `{random: fraction}`")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<TargetSpec, A::Error> {
+                Vec::deserialize(value::SeqAccessDeserializer::new(seq)).map(TargetSpec::Ids)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TargetSpec, A::Error> {
+                PickSpec::deserialize(value::MapAccessDeserializer::new(map)).map(TargetSpec::Pick)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A computed set of clients.

@@ -135,9 +135,18 @@ pub(crate) fn second_key(text: &str, from: (usize, usize), key: &str) -> Option<
         let mut search = 0;
         while let Some(i) = line[search..].find(key).map(|i| i + search) {
             search = i + key.len();
+            // The key plain, or in quotes: `seed`, `"seed"`, `'seed'`.
+            let quote = line[..i]
+                .chars()
+                .next_back()
+                .filter(|&q| (q == '"' || q == '\'') && line[search..].starts_with(q));
+            let (i, end) = match quote {
+                Some(q) => (i - q.len_utf8(), search + q.len_utf8()),
+                None => (i, search),
+            };
             let before = line[..i].trim_end();
-            let starts = before.is_empty() || before.ends_with(['{', ',', '-']);
-            let is_key = line[i + key.len()..].trim_start().starts_with(':');
+            let starts = before.is_empty() || before.ends_with(['{', ',', '-', '?']);
+            let is_key = line[end..].trim_start().starts_with(':');
             if !(starts && is_key) || (n + 1 == from.0 && i + 1 < from.1) {
                 continue;
             }
@@ -164,6 +173,10 @@ mod tests {
         let flow = "a: { b: 1, c: 2, b: 3 }\n";
         assert_eq!(second_key(flow, (1, 4), "b"), Some((1, 18)));
         assert_eq!(second_key("a: 1\nb: 2\n", (1, 1), "a"), None);
+        // Quoted keys are keys too.
+        let quoted = "\"seed\": 1\nname: t\nseed: 2\n";
+        assert_eq!(second_key(quoted, (1, 1), "seed"), Some((3, 1)));
+        assert_eq!(second_key("a: 1\n'a': 2\n", (1, 1), "a"), Some((2, 1)));
         // An empty key (the fuzzer's find: it looped for ever) is not searched for.
         assert_eq!(second_key("a: 1\n", (1, 1), ""), None);
     }

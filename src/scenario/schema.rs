@@ -419,13 +419,35 @@ pub struct ExpectSpec {
 }
 
 /// A client named by id or by name.
-#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, PartialEq)]
 #[serde(untagged)]
 pub enum ClientRef {
     /// A client id.
     Id(u32),
     /// `client-0007` or `server`.
     Name(String),
+}
+
+/// Read by hand, so that `-1` gets an error that says what was expected.
+impl<'de> Deserialize<'de> for ClientRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ClientRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a client id (0 or more) or a name like `client-0007` or `server`")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ClientRef, E> {
+                u32::try_from(v)
+                    .map(ClientRef::Id)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClientRef, E> {
+                Ok(ClientRef::Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// An exact number or a range. Read by hand (see `Deserialize` below), not as an untagged

@@ -521,6 +521,24 @@ fn files_read_back_must_be_regular_files() {
             "{err}"
         );
     }
+    // A golden trace that is not an event log is a bad file, not a divergence.
+    let garbage = out.join("garbage.jsonl");
+    std::fs::write(&garbage, "not json\n").unwrap();
+    let o = fedsim(&[
+        "run",
+        "scenarios/quits.yaml",
+        "--quiet",
+        "--out",
+        out.join("again").to_str().unwrap(),
+        "--golden",
+        garbage.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("garbage.jsonl: line 1: not an event log line"),
+        "{err}"
+    );
     // A results directory whose rounds.csv is a device.
     std::fs::remove_file(run.join("rounds.csv")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", run.join("rounds.csv")).unwrap();
