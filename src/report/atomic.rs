@@ -56,7 +56,8 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()
     })();
-    finish(result.map_err(|e| at(&tmp, e)), &tmp, path)
+    // Named after the file asked for: the temporary one is an implementation detail.
+    finish(result.map_err(|e| at(path, e)), &tmp, path)
 }
 
 /// Renames `tmp` over `path` if `result` is Ok, else removes `tmp`.
@@ -86,7 +87,7 @@ impl AtomicFile {
     pub fn create(path: &Path) -> io::Result<(AtomicFile, BufWriter<File>)> {
         replaceable(path)?;
         let tmp = temp_path(path);
-        let f = File::create(&tmp).map_err(|e| at(&tmp, e))?;
+        let f = File::create(&tmp).map_err(|e| at(path, e))?;
         Ok((
             AtomicFile {
                 tmp,

@@ -94,12 +94,12 @@ pub fn render(png: &Path, size: (u32, u32), d: &impl Drawing) -> Result<(), Repo
     let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
     draw_into(BitMapBackend::with_buffer(&mut rgb, size), d).map_err(|e| chart_error(png, e.0))?;
     let bytes = encode_png(&rgb, size).map_err(|e| chart_error(png, e.to_string()))?;
-    atomic::write(png, &bytes).map_err(|e| ReportError::io(png, e))?;
+    atomic::write(png, &bytes).map_err(ReportError::Write)?;
     let svg_path = png.with_extension("svg");
     let mut svg = String::new();
     draw_into(SVGBackend::with_string(&mut svg, size), d)
         .map_err(|e| chart_error(&svg_path, e.0))?;
-    atomic::write(&svg_path, svg.as_bytes()).map_err(|e| ReportError::io(&svg_path, e))
+    atomic::write(&svg_path, svg.as_bytes()).map_err(ReportError::Write)
 }
 
 /// Draws `d` on a backend and finishes it.

@@ -14,6 +14,9 @@ pub enum ReportError {
         /// Why.
         source: std::io::Error,
     },
+    /// Writing a file failed (the error names it, see [`super::atomic`]).
+    #[error(transparent)]
+    Write(std::io::Error),
     /// A file read back is not what fedsim writes, or not one fedsim will read.
     #[error("{}: {reason}", path.display())]
     Invalid {

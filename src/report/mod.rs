@@ -100,7 +100,7 @@ pub fn write_run(dir: &Path, r: &RunResult) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
-        atomic::write(&path, bytes).map_err(|e| ReportError::io(&path, e))
+        atomic::write(&path, bytes).map_err(ReportError::Write)
     };
     write("rounds.csv", data::rounds_csv(&r.rounds).as_bytes())?;
     let summary = serde_json::to_string_pretty(&summary(r)).expect("a JSON value prints") + "\n";
